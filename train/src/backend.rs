@@ -1,0 +1,94 @@
+//! Choosing where the model runs, at run time: `--backend cpu|wgpu|cuda`.
+//!
+//! burn 0.22 erases the backend behind a runtime `Device`, so one binary can hold all the
+//! backends its cargo features enabled, and the choice is just which `Device` to build.
+
+use alloc::string::ToString;
+use burn::tensor::Device;
+
+use crate::error::BertError;
+
+/// A backend that `--backend` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// burn's pure-Rust `flex` CPU backend (feature `cpu`).
+    Cpu,
+    /// wgpu: Vulkan/Metal/DX12/WebGPU; Mesa lavapipe on a machine without a GPU (feature `wgpu`).
+    Wgpu,
+    /// NVIDIA CUDA (feature `cuda`, off by default).
+    Cuda,
+}
+
+impl core::str::FromStr for BackendKind {
+    type Err = BertError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" | "flex" => Ok(Self::Cpu),
+            "wgpu" | "gpu" | "vulkan" => Ok(Self::Wgpu),
+            "cuda" => Ok(Self::Cuda),
+            other => Err(BertError::Backend(alloc::format!(
+                "unknown backend {other:?}; expected cpu, wgpu or cuda"
+            ))),
+        }
+    }
+}
+
+impl core::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Cpu => "cpu",
+            Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
+        })
+    }
+}
+
+impl BackendKind {
+    /// The backends this build has, in the order `--backend`'s help lists them.
+    pub fn available() -> alloc::vec::Vec<Self> {
+        [Self::Cpu, Self::Wgpu, Self::Cuda]
+            .into_iter()
+            .filter(|b| b.compiled_in())
+            .collect()
+    }
+
+    /// Whether this build was compiled with the backend's cargo feature.
+    pub fn compiled_in(self) -> bool {
+        match self {
+            Self::Cpu => cfg!(feature = "cpu"),
+            Self::Wgpu => cfg!(feature = "wgpu"),
+            Self::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// Start the backend and return its device; an error (not a panic) when this build lacks
+    /// it or the machine has no usable adapter.
+    pub fn device(self) -> Result<Device, BertError> {
+        if !self.compiled_in() {
+            return Err(BertError::Backend(alloc::format!(
+                "this build has no {self} backend (rebuild with cargo feature `{}`)",
+                match self {
+                    Self::Cpu => "cpu",
+                    Self::Wgpu => "wgpu",
+                    Self::Cuda => "cuda",
+                }
+            )));
+        }
+        match self {
+            #[cfg(feature = "cpu")]
+            Self::Cpu => Ok(Device::flex()),
+            #[cfg(feature = "wgpu")]
+            Self::Wgpu => Device::wgpu_options().init().map_err(|e| {
+                BertError::Backend(alloc::format!(
+                    "no wgpu adapter ({e}); on Linux without a GPU install Mesa's lavapipe \
+                     (apt-get install mesa-vulkan-drivers libvulkan1)"
+                ))
+            }),
+            #[cfg(feature = "cuda")]
+            Self::Cuda => Ok(Device::cuda(0)),
+            #[allow(unreachable_patterns)]
+            _ => Err(BertError::Backend(self.to_string())),
+        }
+    }
+}

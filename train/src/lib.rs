@@ -1,0 +1,25 @@
+//! BERT in burn: the encoder, HuggingFace checkpoints, and sentence/token embeddings.
+//!
+//! - [`model`]: `BertConfig` (HF `config.json`, model zoo) and the burn modules, one per module
+//!   of HF's BERT so that parameter paths are the checkpoint's keys.
+//! - [`checkpoint`]: load HF safetensors (with or without `bert.`, `gamma`/`beta` or
+//!   `weight`/`bias`) and write them back in HF's layout.
+//! - [`embed`]: `BertEmbedding`, pooling and GluonNLP's `oov_way`.
+//! - [`backend`]: `--backend cpu|wgpu|cuda` at run time.
+//!
+//! Without the `std` feature the crate builds for `wasm32-unknown-unknown`: the model, config,
+//! pooling and loading weights from bytes are there; files, the HF tokenizer and the CLI are not.
+
+extern crate alloc;
+
+pub mod backend;
+pub mod checkpoint;
+pub mod embed;
+pub mod error;
+pub mod model;
+
+pub use backend::BackendKind;
+pub use error::{BertError, TensorProblem};
+pub use model::{BertConfig, BertForPreTraining, BertInput, BertModel, BertModelOutput};
+#[cfg(feature = "std")]
+pub use embed::{BertEmbedding, SentenceEmbedding};

@@ -1,0 +1,93 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bert_train::BackendKind;
+use burn::prelude::*;
+use safetensors::{Dtype, SafeTensors};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// all-MiniLM-L6-v2; the tests that need it fail (not skip) without it, saying how to get it.
+pub fn minilm_dir() -> PathBuf {
+    let dir = std::env::var_os("BERT_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models/all-MiniLM-L6-v2"));
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} has no all-MiniLM-L6-v2; run train/scripts/fetch_minilm.sh",
+        dir.display()
+    );
+    dir
+}
+
+pub fn device(kind: BackendKind) -> Device {
+    kind.device().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A safetensors file held in memory, read by tensor name.
+pub struct Tensors(Vec<u8>);
+
+impl Tensors {
+    pub fn read(path: &Path) -> Self {
+        Self(std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    }
+
+    fn view(&self, name: &str) -> safetensors::tensor::TensorView<'_> {
+        SafeTensors::deserialize(&self.0)
+            .unwrap()
+            .tensor(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    pub fn shape(&self, name: &str) -> Vec<usize> {
+        self.view(name).shape().to_vec()
+    }
+
+    pub fn f32(&self, name: &str) -> Vec<f32> {
+        let view = self.view(name);
+        assert_eq!(view.dtype(), Dtype::F32, "{name}");
+        view.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    }
+
+    pub fn i64(&self, name: &str) -> Vec<i64> {
+        let view = self.view(name);
+        assert_eq!(view.dtype(), Dtype::I64, "{name}");
+        view.data().chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
+    }
+}
+
+/// Serialize named tensors (`F32` or `I64` little-endian bytes) into a safetensors container.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let bytes = safetensors::serialize(views, Some(HashMap::from([("format".into(), "pt".into())]))).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn i64_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().unwrap()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

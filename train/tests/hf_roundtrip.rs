@@ -1,0 +1,65 @@
+//! What we export, HuggingFace `transformers` loads and computes the same with: a small random
+//! model goes through `train/scripts/check_hf_roundtrip.py` (Python from `BERT_PYTHON`).
+
+mod common;
+
+use bert_train::checkpoint::save_bert_model;
+use bert_train::{BackendKind, BertConfig, BertInput, BertModel};
+use burn::prelude::*;
+use common::*;
+use safetensors::Dtype;
+
+#[test]
+fn transformers_loads_our_export_and_agrees() {
+    let device = device(BackendKind::Cpu);
+    let mut config = BertConfig::zoo("bert_2_128_2").unwrap().with_vocab_size(200);
+    config.max_position_embeddings = 64;
+    config.type_vocab_size = 2;
+    let model = BertModel::new(&config, &device);
+
+    let ids = vec![vec![2u32, 17, 54, 199, 8, 3, 40, 41, 3], vec![2, 5, 3]];
+    let input = BertInput::from_ids(&ids, 0, &device).unwrap();
+    // Segment B for the tail of the first sentence, to cover token_type_ids too.
+    let types: Vec<i64> = vec![0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let input = BertInput {
+        token_type_ids: Tensor::from_data(TensorData::new(types.clone(), [2, 9]), &device),
+        ..input
+    };
+    let out = model.forward(input.clone());
+
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("export");
+    save_bert_model(&model, &config, &export).unwrap();
+
+    let ints = |t: Tensor<2, Int>| t.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+    let inputs = dir.path().join("inputs.safetensors");
+    write_safetensors(&inputs, &[
+        ("input_ids".into(), Dtype::I64, vec![2, 9], i64_bytes(&ints(input.input_ids))),
+        ("attention_mask".into(), Dtype::I64, vec![2, 9], i64_bytes(&ints(input.attention_mask))),
+        ("token_type_ids".into(), Dtype::I64, vec![2, 9], i64_bytes(&types)),
+    ]);
+    let outputs = dir.path().join("outputs.safetensors");
+    write_safetensors(&outputs, &[
+        ("last_hidden_state".into(), Dtype::F32, vec![2, 9, 128], f32_bytes(&to_vec(out.last_hidden_state))),
+        ("pooler_output".into(), Dtype::F32, vec![2, 128], f32_bytes(&to_vec(out.pooler_output.unwrap()))),
+    ]);
+
+    let python = std::env::var("BERT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = repo_root().join("train/scripts/check_hf_roundtrip.py");
+    let result = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&export)
+        .arg(&inputs)
+        .arg(&outputs)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} (set BERT_PYTHON to a python with torch + transformers): {e}"));
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(
+        result.status.success(),
+        "{} {} failed (BERT_PYTHON={python}):\n{stdout}\n{stderr}",
+        python,
+        script.display()
+    );
+}
