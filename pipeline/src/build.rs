@@ -1,0 +1,529 @@
+//! `bert-pipeline build`: corpus files in, balanced length-bucketed shards out.
+//!
+//! Documents stream in blocks of about `--pool-size` MiB. Each block is tokenized and turned
+//! into instances in parallel, every (block, dupe pass, document) with its own seeded RNG,
+//! so the output is byte-identical whatever `--threads` is. Blocks are the bounded pool
+//! "random next" segments come from; instances go to per-bucket spill files, which become
+//! shards once all counts are known.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::input::{DocumentReader, InputFormat, OnInvalidUtf8, TextDocument, expand_inputs};
+use crate::instances::{Document, Instance, InstanceParams, create_instances_from_document};
+use crate::masking::{MaskingParams, MaskingVocab};
+use crate::shards::manifest::{self, Bucket, InputFile, Manifest, Totals, VocabInfo};
+use crate::shards::schema::TokenIdType;
+use crate::shards::writer::{BucketLayout, ShardTarget, Spill, write_bucket_shards};
+use crate::vocab::Vocab;
+
+/// Everything that decides the output; recorded in the manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BuildConfig {
+    pub vocab: String,
+    /// `None`: follow the vocabulary.
+    pub do_lower_case: Option<bool>,
+    pub max_seq_length: usize,
+    pub max_predictions_per_seq: usize,
+    pub masked_lm_prob: f64,
+    pub short_seq_prob: f64,
+    pub dupe_factor: usize,
+    pub random_seed: u64,
+    pub whole_word_mask: bool,
+    pub num_buckets: usize,
+    pub shard_size: u64,
+    pub input_format: InputFormat,
+    pub on_invalid_utf8: OnInvalidUtf8,
+    pub pool_size_mib: usize,
+    pub worker_index: usize,
+    pub worker_count: usize,
+}
+
+impl Default for BuildConfig {
+    /// The reference script's defaults.
+    fn default() -> Self {
+        Self {
+            vocab: "book_corpus_wiki_en_uncased".into(),
+            do_lower_case: None,
+            max_seq_length: 128,
+            max_predictions_per_seq: 20,
+            masked_lm_prob: 0.15,
+            short_seq_prob: 0.1,
+            dupe_factor: 10,
+            random_seed: 12345,
+            whole_word_mask: false,
+            num_buckets: 4,
+            shard_size: 16384,
+            input_format: InputFormat::Sentences,
+            on_invalid_utf8: OnInvalidUtf8::Fail,
+            pool_size_mib: 32,
+            worker_index: 0,
+            worker_count: 1,
+        }
+    }
+}
+
+impl BuildConfig {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            (8..=65535).contains(&self.max_seq_length),
+            "--max-seq-length must be between 8 and 65535, got {}",
+            self.max_seq_length
+        );
+        for (flag, p) in [
+            ("--masked-lm-prob", self.masked_lm_prob),
+            ("--short-seq-prob", self.short_seq_prob),
+        ] {
+            ensure!(
+                (0.0..=1.0).contains(&p),
+                "{flag} must be a probability in [0, 1], got {p}"
+            );
+        }
+        ensure!(
+            self.max_predictions_per_seq >= 1,
+            "--max-predictions-per-seq must be at least 1"
+        );
+        ensure!(self.dupe_factor >= 1, "--dupe-factor must be at least 1");
+        ensure!(self.num_buckets >= 1, "--num-buckets must be at least 1");
+        ensure!(self.shard_size >= 1, "--shard-size must be at least 1");
+        ensure!(
+            self.pool_size_mib >= 1,
+            "--pool-size must be at least 1 (MiB)"
+        );
+        ensure!(
+            self.worker_count >= 1 && self.worker_index < self.worker_count,
+            "--worker must be I/N with 0 <= I < N, got {}/{}",
+            self.worker_index,
+            self.worker_count
+        );
+        Ok(())
+    }
+
+    /// File-name prefix of this worker's shards and manifest (empty for a single worker).
+    pub fn worker_prefix(&self) -> String {
+        if self.worker_count == 1 {
+            String::new()
+        } else {
+            format!("w{:03}-of-{:03}-", self.worker_index, self.worker_count)
+        }
+    }
+
+    pub fn manifest_name(&self) -> String {
+        if self.worker_count == 1 {
+            "manifest.json".into()
+        } else {
+            format!(
+                "manifest-{}.json",
+                self.worker_prefix().trim_end_matches('-')
+            )
+        }
+    }
+}
+
+/// How to run a build (none of it changes the output bytes).
+pub struct BuildOptions {
+    pub output: PathBuf,
+    pub overwrite: bool,
+    pub threads: Option<usize>,
+    pub progress: bool,
+}
+
+pub fn build(config: &BuildConfig, inputs: &[String], opts: &BuildOptions) -> Result<Manifest> {
+    config.validate()?;
+    let files = expand_inputs(inputs)?;
+    let vocab = Vocab::load(&config.vocab, config.do_lower_case)?;
+    prepare_output(&opts.output, config, opts.overwrite)?;
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = opts.threads {
+        builder = builder.num_threads(n);
+    }
+    let pool = builder.build().context("cannot start worker threads")?;
+    let spill_dir = opts.output.join(format!(
+        ".spill-{}{}",
+        config.worker_prefix(),
+        std::process::id()
+    ));
+    let result = pool.install(|| run(config, &files, &vocab, opts, &spill_dir));
+    // The spill is scratch space whether or not the build succeeded.
+    let _ = std::fs::remove_dir_all(&spill_dir);
+    result
+}
+
+fn run(
+    config: &BuildConfig,
+    files: &[PathBuf],
+    vocab: &Vocab,
+    opts: &BuildOptions,
+    spill_dir: &Path,
+) -> Result<Manifest> {
+    let inputs: Vec<InputFile> = files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::metadata(f)
+                .with_context(|| format!("cannot stat {}", f.display()))?
+                .len();
+            Ok(InputFile {
+                path: f.display().to_string(),
+                bytes,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let total_bytes: u64 = inputs.iter().map(|f| f.bytes).sum();
+    let bar = progress_bar(total_bytes, opts.progress);
+    let layout = BucketLayout::new(config.num_buckets, config.max_seq_length);
+    let mut spill = Spill::create(spill_dir, layout.len())?;
+    let mut totals = Totals::default();
+    let started = Instant::now();
+
+    let read_stats = std::thread::scope(|scope| -> Result<_> {
+        // Reading overlaps processing: one block is read while the previous one is worked on.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<TextDocument>>>(1);
+        let reader_bar = bar.clone();
+        let reader = scope.spawn(move || read_blocks(files, config, tx, reader_bar));
+        for (block_index, block) in rx.into_iter().enumerate() {
+            let block = block?;
+            if block_index % config.worker_count != config.worker_index {
+                continue;
+            }
+            let instances = process_block(block_index as u64, &block, vocab, config, &mut totals)?;
+            for inst in &instances {
+                spill.push(layout.bucket_of(inst.valid_length()), inst)?;
+            }
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{} instances ({:.0}/s)",
+                totals.instances,
+                totals.instances as f64 / secs
+            ));
+        }
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader thread panicked"))?
+    })?;
+    totals.read = read_stats.into();
+    bar.set_message(format!("{} instances; writing shards", totals.instances));
+
+    let id_type = TokenIdType::for_vocab_size(vocab.size());
+    let prefix = config.worker_prefix();
+    let mut buckets = Vec::new();
+    let mut shards = Vec::new();
+    for (b, (path, count)) in spill.finish()?.into_iter().enumerate() {
+        let (min_length, max_length) = layout.range(b, config.max_seq_length);
+        let target = ShardTarget {
+            dir: &opts.output,
+            prefix: &prefix,
+            worker: config.worker_index,
+            bucket: b,
+            length_range: (min_length, max_length),
+            id_type,
+        };
+        let written = write_bucket_shards(&path, count, config.shard_size, &target)?;
+        std::fs::remove_file(&path).ok();
+        buckets.push(Bucket {
+            index: b,
+            min_length,
+            max_length,
+            instances: count,
+            shards: written.len(),
+        });
+        shards.extend(written);
+    }
+    bar.finish_and_clear();
+
+    let manifest = Manifest {
+        format: manifest::FORMAT_NAME.into(),
+        format_version: manifest::FORMAT_VERSION,
+        created_by: format!("bert-pipeline {}", env!("CARGO_PKG_VERSION")),
+        config: config.clone(),
+        inputs,
+        vocab: VocabInfo {
+            name: vocab.name.clone(),
+            sha256: vocab.sha256.clone(),
+            size: vocab.size(),
+            lowercase: vocab.lowercase,
+            pad_id: vocab.pad_id,
+            unk_id: vocab.unk_id,
+            cls_id: vocab.cls_id,
+            sep_id: vocab.sep_id,
+            mask_id: vocab.mask_id,
+        },
+        token_id_type: id_type,
+        buckets,
+        shards,
+        totals,
+    };
+    // Last, so a directory with a manifest is always complete.
+    manifest.write(&opts.output.join(config.manifest_name()))?;
+    Ok(manifest)
+}
+
+/// Reads documents and sends them in blocks of about `pool_size_mib` of text.
+fn read_blocks(
+    files: &[PathBuf],
+    config: &BuildConfig,
+    tx: std::sync::mpsc::SyncSender<Result<Vec<TextDocument>>>,
+    bar: ProgressBar,
+) -> Result<crate::input::ReadStats> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut reader = DocumentReader::new(
+        files.to_vec(),
+        config.input_format,
+        config.on_invalid_utf8,
+        counter.clone(),
+    );
+    let limit = config.pool_size_mib << 20;
+    let mut block = Vec::new();
+    let mut bytes = 0;
+    loop {
+        let doc = match reader.next_document() {
+            Ok(doc) => doc,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return Ok(reader.stats);
+            }
+        };
+        bar.set_position(counter.load(Ordering::Relaxed));
+        let end = doc.is_none();
+        if let Some(doc) = doc {
+            bytes += doc.bytes;
+            block.push(doc);
+        }
+        if (end && !block.is_empty()) || bytes >= limit {
+            if tx.send(Ok(std::mem::take(&mut block))).is_err() {
+                break; // The consumer stopped on an error of its own.
+            }
+            bytes = 0;
+        }
+        if end {
+            break;
+        }
+    }
+    Ok(reader.stats)
+}
+
+/// Tokenizes a block and makes `dupe_factor` passes of instances over it, shuffled.
+fn process_block(
+    block_index: u64,
+    block: &[TextDocument],
+    vocab: &Vocab,
+    config: &BuildConfig,
+    totals: &mut Totals,
+) -> Result<Vec<Instance>> {
+    // Tokenize sentence by sentence (not document by document) so one huge document
+    // still spreads over all threads.
+    let sentences: Vec<(usize, &str)> = block
+        .iter()
+        .enumerate()
+        .flat_map(|(d, doc)| doc.sentences.iter().map(move |s| (d, s.as_str())))
+        .collect();
+    let encoded: Vec<Vec<u32>> = sentences
+        .par_iter()
+        .with_min_len(256)
+        .map(|(_, s)| vocab.encode(s))
+        .collect::<Result<_>>()?;
+    let mut pool: Vec<Document> = vec![Vec::new(); block.len()];
+    for ((d, _), ids) in sentences.iter().zip(encoded) {
+        // Sentences that tokenize to nothing (control characters only) are dropped, as the
+        // reference drops them.
+        if !ids.is_empty() {
+            pool[*d].push(ids);
+        }
+    }
+    pool.retain(|doc| !doc.is_empty());
+    totals.documents += pool.len() as u64;
+    totals.sentences += pool.iter().map(|d| d.len() as u64).sum::<u64>();
+    totals.tokens += pool.iter().flatten().map(|s| s.len() as u64).sum::<u64>();
+    if pool.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let params = InstanceParams {
+        max_seq_length: config.max_seq_length,
+        short_seq_prob: config.short_seq_prob,
+        masking: MaskingParams {
+            masked_lm_prob: config.masked_lm_prob,
+            max_predictions_per_seq: config.max_predictions_per_seq,
+            whole_word_mask: config.whole_word_mask,
+        },
+    };
+    let masking_vocab = MaskingVocab {
+        cls_id: vocab.cls_id,
+        sep_id: vocab.sep_id,
+        mask_id: vocab.mask_id,
+        is_continuation: &vocab.is_continuation,
+    };
+    let tasks: Vec<(u64, usize)> = (0..config.dupe_factor as u64)
+        .flat_map(|dupe| (0..pool.len()).map(move |d| (dupe, d)))
+        .collect();
+    let per_task: Vec<Vec<Instance>> = tasks
+        .par_iter()
+        .map(|&(dupe, d)| {
+            // Each dupe pass draws fresh targets and masks from its own stream.
+            let mut rng = seeded_rng(config.random_seed, &[block_index, dupe, d as u64]);
+            create_instances_from_document(&pool, d, &params, &masking_vocab, &mut rng)
+        })
+        .collect();
+    let mut instances: Vec<Instance> = per_task.into_iter().flatten().collect();
+    let mut rng = seeded_rng(config.random_seed, &[block_index, u64::MAX]);
+    instances.shuffle(&mut rng);
+
+    totals.instances += instances.len() as u64;
+    for inst in &instances {
+        totals.instance_tokens += inst.valid_length() as u64 - 3;
+        totals.masked_tokens += inst.masked_lm_positions.len() as u64;
+        totals.random_next += inst.next_sentence_label as u64;
+    }
+    Ok(instances)
+}
+
+/// An RNG stream for one unit of work, derived from the seed and the unit's coordinates.
+fn seeded_rng(seed: u64, coordinates: &[u64]) -> ChaCha8Rng {
+    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for &c in coordinates {
+        h = splitmix64(h ^ splitmix64(c));
+    }
+    ChaCha8Rng::seed_from_u64(h)
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Makes sure `dir` holds no earlier output of this worker (or clears it with `--overwrite`).
+fn prepare_output(dir: &Path, config: &BuildConfig, overwrite: bool) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    let prefix = config.worker_prefix();
+    let manifest_name = config.manifest_name();
+    let mut clash = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if matches!(name.as_str(), "README.md" | ".gitignore" | ".gitkeep") {
+            continue;
+        }
+        // With several workers sharing a directory, only this worker's files clash.
+        let ours = if prefix.is_empty() {
+            true
+        } else {
+            name.starts_with(&prefix)
+                || name == manifest_name
+                || name.starts_with(&format!(".spill-{prefix}"))
+        };
+        if ours {
+            clash.push(name);
+        }
+    }
+    if clash.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        clash.sort();
+        let shown: Vec<_> = clash.iter().take(3).cloned().collect();
+        bail!(
+            "output directory {} is not empty ({}{}); pass --overwrite to replace it",
+            dir.display(),
+            shown.join(", "),
+            if clash.len() > 3 { ", ..." } else { "" }
+        );
+    }
+    for name in clash {
+        let path = dir.join(&name);
+        let ours = name.ends_with(".arrow")
+            || name.starts_with("manifest")
+            || name.starts_with(".spill-")
+            || name.contains(".tmp-");
+        if !ours {
+            bail!(
+                "refusing to delete {}: --overwrite only removes bert-pipeline's own files",
+                path.display()
+            );
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn progress_bar(total_bytes: u64, enabled: bool) -> ProgressBar {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(total_bytes);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_flag_values_are_rejected_with_the_flag_name() {
+        let bad = [
+            BuildConfig {
+                max_seq_length: 7,
+                ..Default::default()
+            },
+            BuildConfig {
+                masked_lm_prob: 1.5,
+                ..Default::default()
+            },
+            BuildConfig {
+                short_seq_prob: -0.1,
+                ..Default::default()
+            },
+            BuildConfig {
+                dupe_factor: 0,
+                ..Default::default()
+            },
+            BuildConfig {
+                worker_index: 2,
+                worker_count: 2,
+                ..Default::default()
+            },
+        ];
+        let flags = [
+            "--max-seq-length",
+            "--masked-lm-prob",
+            "--short-seq-prob",
+            "--dupe-factor",
+            "--worker",
+        ];
+        for (config, flag) in bad.iter().zip(flags) {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+        BuildConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rng_streams_differ_by_coordinates_and_repeat_by_seed() {
+        use rand::Rng;
+        let draw = |seed, c: &[u64]| seeded_rng(seed, c).random::<u64>();
+        assert_eq!(draw(1, &[0, 1, 2]), draw(1, &[0, 1, 2]));
+        assert_ne!(draw(1, &[0, 1, 2]), draw(1, &[0, 2, 1]));
+        assert_ne!(draw(1, &[0, 1, 2]), draw(2, &[0, 1, 2]));
+    }
+}

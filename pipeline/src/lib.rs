@@ -1,0 +1,19 @@
+//! BERT pretraining data: corpora in, masked-LM + next-sentence instances out, as
+//! length-bucketed, balanced Arrow IPC shards with a manifest.
+//!
+//! The binary `bert-pipeline` is a thin CLI over [`build::build`], [`inspect::inspect`] and
+//! [`merge::merge`]; [`shards::ShardSet`] is the reader every consumer uses.
+
+pub mod build;
+pub mod fsutil;
+pub mod input;
+pub mod inspect;
+pub mod instances;
+pub mod masking;
+pub mod merge;
+pub mod shards;
+pub mod splitter;
+pub mod vocab;
+
+pub use instances::Instance;
+pub use shards::ShardSet;

@@ -1,0 +1,226 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use bert_pipeline::build::{BuildConfig, BuildOptions, build};
+use bert_pipeline::input::{InputFormat, OnInvalidUtf8};
+use bert_pipeline::{inspect, merge, vocab};
+use clap::{Args, Parser, Subcommand};
+
+/// Builds BERT pretraining data (masked LM + next sentence prediction) from raw corpora,
+/// as BERT's create_pretraining_data.py does, streaming and in parallel, into
+/// length-bucketed Arrow IPC shards for `bert-train --shards`.
+#[derive(Parser)]
+#[command(name = "bert-pipeline", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Turn corpus files into shards.
+    #[command(after_help = "Examples:\n  \
+        bert-pipeline build --dupe-factor 5 'corpus/*.txt'\n  \
+        bert-pipeline build --input-format raw --vocab book_corpus_wiki_en_cased books/*.txt.gz\n  \
+        bert-pipeline build --worker 3/8 --output /data/shards 'wiki/*.zst'   # then: bert-pipeline merge /data/shards")]
+    Build(Box<BuildArgs>),
+    /// Summarise a shard directory and decode its first instances.
+    Inspect {
+        /// Shard directory (or its manifest.json).
+        #[arg(default_value = "shards")]
+        dir: PathBuf,
+        /// How many instances to decode.
+        #[arg(long, default_value_t = 3)]
+        show: usize,
+    },
+    /// Join the manifests written by `build --worker I/N` runs into one manifest.json.
+    Merge {
+        /// Directories holding manifest-wIII-of-NNN.json files, or the manifest files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Where manifest.json goes (default: the first input's directory); every shard
+        /// must lie under it.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Input files or quoted glob patterns ('corpus/*.txt'); .gz and .zst are decompressed.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    /// Output directory.
+    #[arg(long, short, default_value = "shards")]
+    output: PathBuf,
+    /// Replace an earlier output in the output directory.
+    #[arg(long)]
+    overwrite: bool,
+    /// Vocabulary: a bundled name (book_corpus_wiki_en_uncased, book_corpus_wiki_en_cased,
+    /// wiki_cn_cased) or a path to a vocab.txt or a HuggingFace tokenizer.json.
+    #[arg(long, default_value = "book_corpus_wiki_en_uncased")]
+    vocab: String,
+    /// Lower-case the text (default: as the vocabulary implies).
+    #[arg(long, alias = "do_lower_case", conflicts_with = "no_lower_case")]
+    do_lower_case: bool,
+    /// Keep the case of the text (default: as the vocabulary implies).
+    #[arg(long, alias = "no_lower_case")]
+    no_lower_case: bool,
+    /// `sentences`: one sentence per line, blank line between documents (BERT's format).
+    /// `raw`: prose split into sentences for you, one document per file.
+    #[arg(long, value_enum, default_value_t = InputFormat::Sentences, alias = "input_format")]
+    input_format: InputFormat,
+    /// Lines that are not UTF-8: stop with file and line, or skip and count them.
+    #[arg(long, value_enum, default_value_t = OnInvalidUtf8::Fail)]
+    on_invalid_utf8: OnInvalidUtf8,
+    /// Maximum sequence length, [CLS] and [SEP]s included.
+    #[arg(long, default_value_t = 128, alias = "max_seq_length")]
+    max_seq_length: usize,
+    /// Maximum masked-LM predictions per sequence.
+    #[arg(long, default_value_t = 20, alias = "max_predictions_per_seq")]
+    max_predictions_per_seq: usize,
+    /// Fraction of tokens to mask.
+    #[arg(long, default_value_t = 0.15, alias = "masked_lm_prob")]
+    masked_lm_prob: f64,
+    /// Probability of a shorter-than-maximum target length.
+    #[arg(long, default_value_t = 0.1, alias = "short_seq_prob")]
+    short_seq_prob: f64,
+    /// Passes over the data, each with fresh masks.
+    #[arg(long, default_value_t = 10, alias = "dupe_factor")]
+    dupe_factor: usize,
+    /// Seed for every random choice; the output depends only on it, the inputs and the flags.
+    #[arg(long, default_value_t = 12345, alias = "random_seed")]
+    random_seed: u64,
+    /// Mask whole words (all of their ## word pieces) at once.
+    #[arg(long, alias = "whole_word_mask")]
+    whole_word_mask: bool,
+    /// Sequence-length buckets (equal-width ranges of valid length).
+    #[arg(long, default_value_t = 4, alias = "num_buckets")]
+    num_buckets: usize,
+    /// Maximum instances per shard; a bucket's shards are equal within one instance.
+    #[arg(long, default_value_t = 16384)]
+    shard_size: u64,
+    /// MiB of text per block; a block is the pool "random next" sentences are drawn from,
+    /// and bounds memory.
+    #[arg(long, default_value_t = 32)]
+    pool_size: usize,
+    /// Process only block I of every N (I/N, from 0), for N machines; join with `merge`.
+    #[arg(long, value_parser = parse_worker)]
+    worker: Option<(usize, usize)>,
+    /// Worker threads (default: all cores). The output does not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_worker(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
+    let i = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad worker index `{i}`"))?;
+    let n = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad worker count `{n}`"))?;
+    Ok((i, n))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Build(args) => run_build(*args),
+        Command::Inspect { dir, show } => {
+            print!("{}", inspect::inspect(&dir, show)?);
+            Ok(())
+        }
+        Command::Merge { inputs, output } => {
+            let (path, m) = merge::merge(&inputs, output.as_deref())?;
+            println!(
+                "wrote {}: {} instances in {} shards from {} workers",
+                path.display(),
+                m.totals.instances,
+                m.shards.len(),
+                m.config.worker_count
+            );
+            Ok(())
+        }
+    }
+}
+
+fn run_build(a: BuildArgs) -> Result<()> {
+    let (worker_index, worker_count) = a.worker.unwrap_or((0, 1));
+    let config = BuildConfig {
+        vocab: a.vocab,
+        do_lower_case: match (a.do_lower_case, a.no_lower_case) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        max_seq_length: a.max_seq_length,
+        max_predictions_per_seq: a.max_predictions_per_seq,
+        masked_lm_prob: a.masked_lm_prob,
+        short_seq_prob: a.short_seq_prob,
+        dupe_factor: a.dupe_factor,
+        random_seed: a.random_seed,
+        whole_word_mask: a.whole_word_mask,
+        num_buckets: a.num_buckets,
+        shard_size: a.shard_size,
+        input_format: a.input_format,
+        on_invalid_utf8: a.on_invalid_utf8,
+        pool_size_mib: a.pool_size,
+        worker_index,
+        worker_count,
+    };
+    let options = BuildOptions {
+        output: a.output,
+        overwrite: a.overwrite,
+        threads: a.threads,
+        progress: !a.quiet,
+    };
+    let started = Instant::now();
+    let m = build(&config, &a.inputs, &options).with_context(|| {
+        format!(
+            "building shards (bundled vocabularies: {})",
+            vocab::builtin_names().join(", ")
+        )
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let t = &m.totals;
+    let pct = |a: u64, b: u64| 100.0 * a as f64 / b.max(1) as f64;
+    eprintln!(
+        "wrote {} instances ({} documents, {} sentences) in {} shards to {} in {:.2} s ({:.0} instances/s); \
+         masked {:.1}% of tokens, {:.1}% random next{}",
+        t.instances,
+        t.documents,
+        t.sentences,
+        m.shards.len(),
+        options.output.display(),
+        secs,
+        t.instances as f64 / secs.max(1e-9),
+        pct(t.masked_tokens, t.instance_tokens),
+        pct(t.random_next, t.instances),
+        if t.read.invalid_utf8_lines_skipped > 0 {
+            format!(
+                "; skipped {} invalid UTF-8 lines",
+                t.read.invalid_utf8_lines_skipped
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! Writing shards in two steps, so memory stays bounded and shards come out balanced:
+//! instances are first spilled to one temp file per length bucket; once every bucket's
+//! count is known, each spill is cut into equal shards (±1 instance) of Arrow IPC files.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use arrow::ipc::CompressionType;
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use rayon::iter::{ParallelBridge, ParallelIterator};
+use sha2::{Digest, Sha256};
+
+use super::manifest::Shard;
+use super::schema::{TokenIdType, shard_schema, to_record_batch};
+use crate::fsutil;
+use crate::instances::Instance;
+
+/// Rows per Arrow record batch inside a shard.
+const BATCH_ROWS: usize = 4096;
+const ZSTD_LEVEL: i32 = 3;
+
+/// Equal-width ranges of `valid_length`: a batch drawn from one bucket pads at most one
+/// bucket width. Fixed by the flags alone, so workers and merges agree on them.
+#[derive(Clone, Copy, Debug)]
+pub struct BucketLayout {
+    num_buckets: usize,
+    width: usize,
+}
+
+impl BucketLayout {
+    pub fn new(num_buckets: usize, max_seq_length: usize) -> Self {
+        let num_buckets = num_buckets.clamp(1, max_seq_length);
+        Self {
+            num_buckets,
+            width: max_seq_length.div_ceil(num_buckets),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.num_buckets
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.num_buckets == 0
+    }
+
+    pub fn bucket_of(&self, valid_length: usize) -> usize {
+        (valid_length.saturating_sub(1) / self.width).min(self.num_buckets - 1)
+    }
+
+    /// Inclusive length range of bucket `b`.
+    pub fn range(&self, b: usize, max_seq_length: usize) -> (usize, usize) {
+        let lo = b * self.width + 1;
+        let hi = if b + 1 == self.num_buckets {
+            max_seq_length
+        } else {
+            (b + 1) * self.width
+        };
+        (lo, hi)
+    }
+}
+
+/// Instance counts of the shards a bucket of `count` instances is cut into: as many shards
+/// as `shard_size` needs, sizes equal within one.
+pub fn balanced_shard_sizes(count: u64, shard_size: u64) -> Vec<u64> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let k = count.div_ceil(shard_size.max(1));
+    (0..k)
+        .map(|j| count / k + u64::from(j < count % k))
+        .collect()
+}
+
+/// One spill file per bucket, in a simple little-endian record format.
+pub struct Spill {
+    files: Vec<(PathBuf, BufWriter<File>)>,
+    counts: Vec<u64>,
+}
+
+impl Spill {
+    pub fn create(dir: &Path, buckets: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let files = (0..buckets)
+            .map(|b| {
+                let path = dir.join(format!("bucket{b:03}.spill"));
+                let file = File::create(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                Ok((path, BufWriter::with_capacity(1 << 20, file)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            files,
+            counts: vec![0; buckets],
+        })
+    }
+
+    pub fn push(&mut self, bucket: usize, inst: &Instance) -> Result<()> {
+        let (path, w) = &mut self.files[bucket];
+        encode_spill_record(w, inst).with_context(|| format!("cannot write {}", path.display()))?;
+        self.counts[bucket] += 1;
+        Ok(())
+    }
+
+    /// Flushes and returns each bucket's spill file and instance count.
+    pub fn finish(self) -> Result<Vec<(PathBuf, u64)>> {
+        self.files
+            .into_iter()
+            .zip(self.counts)
+            .map(|((path, mut w), count)| {
+                w.flush()
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok((path, count))
+            })
+            .collect()
+    }
+}
+
+fn encode_spill_record(w: &mut impl Write, inst: &Instance) -> std::io::Result<()> {
+    w.write_all(&(inst.input_ids.len() as u16).to_le_bytes())?;
+    w.write_all(&(inst.masked_lm_positions.len() as u16).to_le_bytes())?;
+    w.write_all(&[inst.next_sentence_label])?;
+    for id in &inst.input_ids {
+        w.write_all(&id.to_le_bytes())?;
+    }
+    w.write_all(&inst.segment_ids)?;
+    for p in &inst.masked_lm_positions {
+        w.write_all(&p.to_le_bytes())?;
+    }
+    for id in &inst.masked_lm_ids {
+        w.write_all(&id.to_le_bytes())?;
+    }
+    Ok(())
+}
+
+fn decode_spill_record(r: &mut impl Read) -> std::io::Result<Instance> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head)?;
+    let len = u16::from_le_bytes([head[0], head[1]]) as usize;
+    let masked = u16::from_le_bytes([head[2], head[3]]) as usize;
+    let mut body = vec![0u8; len * 5 + masked * 6];
+    r.read_exact(&mut body)?;
+    let (ids, rest) = body.split_at(len * 4);
+    let (segments, rest) = rest.split_at(len);
+    let (positions, labels) = rest.split_at(masked * 2);
+    let u32s = |b: &[u8]| {
+        b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    Ok(Instance {
+        input_ids: u32s(ids),
+        segment_ids: segments.to_vec(),
+        masked_lm_positions: positions
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect(),
+        masked_lm_ids: u32s(labels),
+        next_sentence_label: head[4],
+    })
+}
+
+/// Where and how shards of one bucket are written.
+pub struct ShardTarget<'a> {
+    pub dir: &'a Path,
+    /// File name prefix: empty, or `w003-of-008-` for one of several workers.
+    pub prefix: &'a str,
+    pub worker: usize,
+    pub bucket: usize,
+    pub length_range: (usize, usize),
+    pub id_type: TokenIdType,
+}
+
+/// Cuts one bucket's spill into balanced shards, encoding them in parallel.
+pub fn write_bucket_shards(
+    spill: &Path,
+    count: u64,
+    shard_size: u64,
+    target: &ShardTarget,
+) -> Result<Vec<Shard>> {
+    let sizes = balanced_shard_sizes(count, shard_size);
+    let mut reader = BufReader::with_capacity(
+        1 << 20,
+        File::open(spill).with_context(|| format!("cannot open {}", spill.display()))?,
+    );
+    // Shards are read one after another and encoded in parallel; `par_bridge` pulls lazily,
+    // so only about one shard per thread is in memory.
+    let chunks = sizes.iter().enumerate().map(|(j, &n)| {
+        let rows = (0..n)
+            .map(|_| decode_spill_record(&mut reader))
+            .collect::<std::io::Result<Vec<_>>>()
+            .with_context(|| format!("spill file {} is damaged", spill.display()));
+        (j, rows)
+    });
+    let mut shards = chunks
+        .par_bridge()
+        .map(|(j, rows)| write_shard(&rows?, j, target))
+        .collect::<Result<Vec<_>>>()?;
+    shards.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(shards)
+}
+
+fn write_shard(rows: &[Instance], index: usize, target: &ShardTarget) -> Result<Shard> {
+    let name = format!("{}b{:02}-{:05}.arrow", target.prefix, target.bucket, index);
+    let path = target.dir.join(&name);
+    let tmp = fsutil::temp_path(&path);
+    let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::ZSTD))?
+        .try_with_compression_level(Some(ZSTD_LEVEL))?;
+    let mut writer =
+        FileWriter::try_new_with_options(hashing, &shard_schema(target.id_type), options)?;
+    for batch in rows.chunks(BATCH_ROWS) {
+        writer.write(&to_record_batch(batch, target.id_type)?)?;
+    }
+    writer.finish()?;
+    let hashing = writer.into_inner()?;
+    let (bytes, sha256) = (hashing.bytes, hashing.hex_digest());
+    let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    fsutil::rename(&tmp, &path)?;
+    if rows.iter().any(|r| {
+        let n = r.valid_length();
+        n < target.length_range.0 || n > target.length_range.1
+    }) {
+        bail!(
+            "internal error: an instance outside bucket {}'s length range",
+            target.bucket
+        );
+    }
+    Ok(Shard {
+        file: name,
+        bucket: target.bucket,
+        worker: target.worker,
+        min_length: target.length_range.0,
+        max_length: target.length_range.1,
+        instances: rows.len() as u64,
+        bytes,
+        sha256,
+    })
+}
+
+/// Counts and hashes bytes on their way to the file, so the manifest can pin each shard.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    fn hex_digest(&self) -> String {
+        self.hasher
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_every_length_once() {
+        let layout = BucketLayout::new(4, 128);
+        assert_eq!(layout.range(0, 128), (1, 32));
+        assert_eq!(layout.range(3, 128), (97, 128));
+        for len in 1..=128 {
+            let b = layout.bucket_of(len);
+            let (lo, hi) = layout.range(b, 128);
+            assert!(lo <= len && len <= hi, "{len} in bucket {b} {lo}..={hi}");
+        }
+        let odd = BucketLayout::new(3, 100);
+        assert_eq!(odd.range(2, 100), (69, 100));
+        assert_eq!(odd.bucket_of(100), 2);
+        assert_eq!(BucketLayout::new(1000, 16).len(), 16);
+    }
+
+    #[test]
+    fn shard_sizes_are_balanced_within_one() {
+        assert_eq!(balanced_shard_sizes(10, 4), [4, 3, 3]);
+        assert_eq!(balanced_shard_sizes(8, 4), [4, 4]);
+        assert_eq!(balanced_shard_sizes(3, 100), [3]);
+        assert!(balanced_shard_sizes(0, 5).is_empty());
+        let sizes = balanced_shard_sizes(100_003, 8192);
+        assert_eq!(sizes.iter().sum::<u64>(), 100_003);
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+        assert!(*sizes.iter().max().unwrap() <= 8192);
+    }
+
+    #[test]
+    fn spill_records_round_trip() {
+        let inst = Instance {
+            input_ids: vec![101, 70000, 102, 5, 102],
+            segment_ids: vec![0, 0, 0, 1, 1],
+            masked_lm_positions: vec![1, 3],
+            masked_lm_ids: vec![8, 9],
+            next_sentence_label: 1,
+        };
+        let mut buf = Vec::new();
+        encode_spill_record(&mut buf, &inst).unwrap();
+        encode_spill_record(&mut buf, &inst).unwrap();
+        let mut r = &buf[..];
+        assert_eq!(decode_spill_record(&mut r).unwrap(), inst);
+        assert_eq!(decode_spill_record(&mut r).unwrap(), inst);
+        assert!(decode_spill_record(&mut r).is_err());
+    }
+}
