@@ -1,0 +1,2 @@
+//! End-to-end tests live beside this file (`corpus_to_shards.rs`, ...); the Python checkers
+//! they share with the crates' own tests are in `python/`.

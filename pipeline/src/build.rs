@@ -67,7 +67,7 @@ impl Default for BuildConfig {
             shard_size: 16384,
             input_format: InputFormat::Sentences,
             on_invalid_utf8: OnInvalidUtf8::Fail,
-            pool_size_mib: 32,
+            pool_size_mib: 16,
             worker_index: 0,
             worker_count: 1,
         }
@@ -185,6 +185,21 @@ fn run(
     let mut spill = Spill::create(spill_dir, layout.len())?;
     let mut totals = Totals::default();
     let started = Instant::now();
+    let params = InstanceParams {
+        max_seq_length: config.max_seq_length,
+        short_seq_prob: config.short_seq_prob,
+        masking: MaskingParams {
+            masked_lm_prob: config.masked_lm_prob,
+            max_predictions_per_seq: config.max_predictions_per_seq,
+            whole_word_mask: config.whole_word_mask,
+        },
+    };
+    let masking_vocab = MaskingVocab {
+        cls_id: vocab.cls_id,
+        sep_id: vocab.sep_id,
+        mask_id: vocab.mask_id,
+        is_continuation: &vocab.is_continuation,
+    };
 
     let read_stats = std::thread::scope(|scope| -> Result<_> {
         // Reading overlaps processing: one block is read while the previous one is worked on.
@@ -196,9 +211,21 @@ fn run(
             if block_index % config.worker_count != config.worker_index {
                 continue;
             }
-            let instances = process_block(block_index as u64, &block, vocab, config, &mut totals)?;
-            for inst in &instances {
-                spill.push(layout.bucket_of(inst.valid_length()), inst)?;
+            let pool = tokenize_block(&block, vocab, &mut totals)?;
+            drop(block);
+            for pass in 0..config.dupe_factor as u64 {
+                let instances = instances_for_pass(
+                    block_index as u64,
+                    pass,
+                    &pool,
+                    &params,
+                    &masking_vocab,
+                    config.random_seed,
+                    &mut totals,
+                );
+                for inst in &instances {
+                    spill.push(layout.bucket_of(inst.valid_length()), inst)?;
+                }
             }
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
@@ -312,16 +339,14 @@ fn read_blocks(
     Ok(reader.stats)
 }
 
-/// Tokenizes a block and makes `dupe_factor` passes of instances over it, shuffled.
-fn process_block(
-    block_index: u64,
+/// Tokenizes a block into the pool its instances are made from.
+fn tokenize_block(
     block: &[TextDocument],
     vocab: &Vocab,
-    config: &BuildConfig,
     totals: &mut Totals,
-) -> Result<Vec<Instance>> {
-    // Tokenize sentence by sentence (not document by document) so one huge document
-    // still spreads over all threads.
+) -> Result<Vec<Document>> {
+    // Sentence by sentence (not document by document) so one huge document still spreads
+    // over all threads.
     let sentences: Vec<(usize, &str)> = block
         .iter()
         .enumerate()
@@ -344,47 +369,38 @@ fn process_block(
     totals.documents += pool.len() as u64;
     totals.sentences += pool.iter().map(|d| d.len() as u64).sum::<u64>();
     totals.tokens += pool.iter().flatten().map(|s| s.len() as u64).sum::<u64>();
-    if pool.is_empty() {
-        return Ok(Vec::new());
-    }
+    Ok(pool)
+}
 
-    let params = InstanceParams {
-        max_seq_length: config.max_seq_length,
-        short_seq_prob: config.short_seq_prob,
-        masking: MaskingParams {
-            masked_lm_prob: config.masked_lm_prob,
-            max_predictions_per_seq: config.max_predictions_per_seq,
-            whole_word_mask: config.whole_word_mask,
-        },
-    };
-    let masking_vocab = MaskingVocab {
-        cls_id: vocab.cls_id,
-        sep_id: vocab.sep_id,
-        mask_id: vocab.mask_id,
-        is_continuation: &vocab.is_continuation,
-    };
-    let tasks: Vec<(u64, usize)> = (0..config.dupe_factor as u64)
-        .flat_map(|dupe| (0..pool.len()).map(move |d| (dupe, d)))
-        .collect();
-    let per_task: Vec<Vec<Instance>> = tasks
-        .par_iter()
-        .map(|&(dupe, d)| {
-            // Each dupe pass draws fresh targets and masks from its own stream.
-            let mut rng = seeded_rng(config.random_seed, &[block_index, dupe, d as u64]);
-            create_instances_from_document(&pool, d, &params, &masking_vocab, &mut rng)
+/// One dupe pass over a block's pool: instances of every document, shuffled. Passes are
+/// made one at a time so only one pass's instances are ever in memory.
+fn instances_for_pass(
+    block_index: u64,
+    pass: u64,
+    pool: &[Document],
+    params: &InstanceParams,
+    masking_vocab: &MaskingVocab,
+    seed: u64,
+    totals: &mut Totals,
+) -> Vec<Instance> {
+    let per_document: Vec<Vec<Instance>> = (0..pool.len())
+        .into_par_iter()
+        .map(|d| {
+            // Every (block, pass, document) has its own stream: fresh targets and masks per
+            // pass, and the same output for any thread count.
+            let mut rng = seeded_rng(seed, &[block_index, pass, d as u64]);
+            create_instances_from_document(pool, d, params, masking_vocab, &mut rng)
         })
         .collect();
-    let mut instances: Vec<Instance> = per_task.into_iter().flatten().collect();
-    let mut rng = seeded_rng(config.random_seed, &[block_index, u64::MAX]);
-    instances.shuffle(&mut rng);
-
+    let mut instances: Vec<Instance> = per_document.into_iter().flatten().collect();
+    instances.shuffle(&mut seeded_rng(seed, &[block_index, pass, u64::MAX]));
     totals.instances += instances.len() as u64;
     for inst in &instances {
         totals.instance_tokens += inst.valid_length() as u64 - 3;
         totals.masked_tokens += inst.masked_lm_positions.len() as u64;
         totals.random_next += inst.next_sentence_label as u64;
     }
-    Ok(instances)
+    instances
 }
 
 /// An RNG stream for one unit of work, derived from the seed and the unit's coordinates.

@@ -104,7 +104,7 @@ struct BuildArgs {
     shard_size: u64,
     /// MiB of text per block; a block is the pool "random next" sentences are drawn from,
     /// and bounds memory.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 16)]
     pool_size: usize,
     /// Process only block I of every N (I/N, from 0), for N machines; join with `merge`.
     #[arg(long, value_parser = parse_worker)]

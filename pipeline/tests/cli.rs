@@ -55,9 +55,24 @@ fn build(dir: &Path, extra: &[&str]) -> Output {
     pipeline(&args)
 }
 
-/// The Python with pyarrow and tokenizers: $BERT_PYTHON, else python3.
+/// The Python with pyarrow and tokenizers: $BERT_PYTHON, else the venv that
+/// tests/python/setup_venv.sh makes, else python3.
 fn python() -> String {
-    std::env::var("BERT_PYTHON").unwrap_or_else(|_| "python3".into())
+    if let Ok(python) = std::env::var("BERT_PYTHON") {
+        return python;
+    }
+    let cache = std::env::var("BERT_CACHE").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/bert-toolkit",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let venv = Path::new(&cache).join("venv/bin/python");
+    if venv.exists() {
+        venv.display().to_string()
+    } else {
+        "python3".into()
+    }
 }
 
 #[test]
