@@ -72,7 +72,7 @@ pub fn create_instances_from_document<R: Rng>(
             } else {
                 1
             };
-            let mut tokens_a: Vec<u32> = current_chunk[..a_end].concat();
+            let tokens_a: Vec<u32> = current_chunk[..a_end].concat();
             let mut tokens_b: Vec<u32> = Vec::new();
             let is_random_next = current_chunk.len() == 1 || rng.random::<f64>() < 0.5;
             if is_random_next {
@@ -100,16 +100,9 @@ pub fn create_instances_from_document<R: Rng>(
             } else {
                 tokens_b = current_chunk[a_end..].concat();
             }
-            truncate_seq_pair(&mut tokens_a, &mut tokens_b, max_num_tokens, rng);
-            debug_assert!(!tokens_a.is_empty() && !tokens_b.is_empty());
-            instances.push(assemble(
-                &tokens_a,
-                &tokens_b,
-                is_random_next,
-                &params.masking,
-                vocab,
-                rng,
-            ));
+            let (a, b) = truncate_seq_pair(&tokens_a, &tokens_b, max_num_tokens, rng);
+            debug_assert!(!a.is_empty() && !b.is_empty());
+            instances.push(assemble(a, b, is_random_next, &params.masking, vocab, rng));
             current_chunk.clear();
             current_length = 0;
         }
@@ -148,20 +141,21 @@ fn assemble<R: Rng>(
 
 /// Trims the longer of A and B one token at a time, from the front or the back at random
 /// (the reference's way to avoid always cutting the same end), until both fit.
-pub fn truncate_seq_pair<R: Rng>(
-    a: &mut Vec<u32>,
-    b: &mut Vec<u32>,
+pub fn truncate_seq_pair<'a, R: Rng>(
+    mut a: &'a [u32],
+    mut b: &'a [u32],
     max_num_tokens: usize,
     rng: &mut R,
-) {
+) -> (&'a [u32], &'a [u32]) {
     while a.len() + b.len() > max_num_tokens {
-        let longer = if a.len() > b.len() { &mut *a } else { &mut *b };
-        if rng.random::<f64>() < 0.5 {
-            longer.remove(0);
+        let longer = if a.len() > b.len() { &mut a } else { &mut b };
+        *longer = if rng.random::<f64>() < 0.5 {
+            &longer[1..]
         } else {
-            longer.pop();
-        }
+            &longer[..longer.len() - 1]
+        };
     }
+    (a, b)
 }
 
 #[cfg(test)]
@@ -313,10 +307,9 @@ mod tests {
     fn truncation_trims_the_longer_side_from_both_ends() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let (mut front, mut back) = (0, 0);
+        let (a0, b0): (Vec<u32>, Vec<u32>) = ((0..10).collect(), (100..103).collect());
         for _ in 0..200 {
-            let mut a: Vec<u32> = (0..10).collect();
-            let mut b: Vec<u32> = (100..103).collect();
-            truncate_seq_pair(&mut a, &mut b, 9, &mut rng);
+            let (a, b) = truncate_seq_pair(&a0, &b0, 9, &mut rng);
             assert_eq!(a.len() + b.len(), 9);
             assert_eq!(b, [100, 101, 102], "the shorter side is untouched");
             front += (a[0] != 0) as usize;
@@ -324,9 +317,7 @@ mod tests {
         }
         assert!(front > 50 && back > 50, "front {front} back {back}");
         // Equal lengths: B is trimmed (the reference's `>` comparison).
-        let mut a = vec![1, 2, 3];
-        let mut b = vec![4, 5, 6];
-        truncate_seq_pair(&mut a, &mut b, 5, &mut rng);
+        let (a, b) = truncate_seq_pair(&[1, 2, 3], &[4, 5, 6], 5, &mut rng);
         assert_eq!((a.len(), b.len()), (3, 2));
     }
 

@@ -4,6 +4,7 @@
 //! The binary `bert-pipeline` is a thin CLI over [`build::build`], [`inspect::inspect`] and
 //! [`merge::merge`]; [`shards::ShardSet`] is the reader every consumer uses.
 
+mod ascii_wordpiece;
 pub mod build;
 pub mod fsutil;
 pub mod input;

@@ -31,55 +31,63 @@ pub fn mask_tokens<R: Rng>(
     vocab: &MaskingVocab,
     rng: &mut R,
 ) -> (Vec<u16>, Vec<u32>) {
-    let mut candidates: Vec<Vec<usize>> = Vec::new();
+    // Candidate words as ranges into one flat list of positions (no allocation per word).
+    // With whole-word masking a `##` piece joins the previous candidate even across [SEP],
+    // as in the reference.
+    let mut positions: Vec<usize> = Vec::with_capacity(tokens.len());
+    let mut words: Vec<(usize, usize)> = Vec::with_capacity(tokens.len());
     for (i, &token) in tokens.iter().enumerate() {
         if token == vocab.cls_id || token == vocab.sep_id {
             continue;
         }
         let continues_word = params.whole_word_mask
+            && !words.is_empty()
             && vocab
                 .is_continuation
                 .get(token as usize)
                 .copied()
                 .unwrap_or(false);
-        match candidates.last_mut() {
-            Some(word) if continues_word => word.push(i),
-            _ => candidates.push(vec![i]),
+        if continues_word {
+            words.last_mut().unwrap().1 += 1;
+        } else {
+            words.push((positions.len(), 1));
         }
+        positions.push(i);
     }
-    candidates.shuffle(rng);
+    words.shuffle(rng);
 
     // Python's round() is round-half-to-even; so is ours.
     let num_to_predict = params
         .max_predictions_per_seq
         .min(((tokens.len() as f64 * params.masked_lm_prob).round_ties_even() as usize).max(1));
 
-    let original = tokens.to_vec();
-    let mut masked: Vec<usize> = Vec::with_capacity(num_to_predict);
-    for word in candidates {
+    let mut masked: Vec<(usize, u32)> = Vec::with_capacity(num_to_predict);
+    for (start, len) in words {
         if masked.len() >= num_to_predict {
             break;
         }
         // A whole word that would overshoot the budget is skipped, not split.
-        if masked.len() + word.len() > num_to_predict {
+        if masked.len() + len > num_to_predict {
             continue;
         }
-        // Candidates are disjoint by construction, so no "already covered" check is needed.
-        for index in word {
+        // Words are disjoint by construction, so no "already covered" check is needed.
+        for &index in &positions[start..start + len] {
+            let original = tokens[index];
             tokens[index] = if rng.random::<f64>() < 0.8 {
                 vocab.mask_id
             } else if rng.random::<f64>() < 0.5 {
-                original[index]
+                original
             } else {
                 rng.random_range(0..vocab.is_continuation.len()) as u32
             };
-            masked.push(index);
+            masked.push((index, original));
         }
     }
-    masked.sort_unstable();
-    let positions = masked.iter().map(|&i| i as u16).collect();
-    let labels = masked.iter().map(|&i| original[i]).collect();
-    (positions, labels)
+    masked.sort_unstable_by_key(|&(index, _)| index);
+    masked
+        .into_iter()
+        .map(|(index, original)| (index as u16, original))
+        .unzip()
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer};
 
+use crate::ascii_wordpiece::AsciiWordPiece;
+
 /// The vocabularies GluonNLP's model zoo names, bundled in the binary.
 const BUILTIN: &[(&str, &str)] = &[
     (
@@ -68,6 +70,8 @@ pub struct Vocab {
     pub cls_id: u32,
     pub sep_id: u32,
     pub mask_id: u32,
+    /// The byte-loop path for ASCII text, when the tokenizer is a plain BERT one we built.
+    fast: Option<AsciiWordPiece>,
 }
 
 impl Vocab {
@@ -77,13 +81,7 @@ impl Vocab {
         if let Some((name, text)) = BUILTIN.iter().find(|(name, _)| *name == spec) {
             // GluonNLP's rule: the name says whether the vocabulary is cased.
             let lower = lowercase.unwrap_or(!name.contains("_cased"));
-            let tokenizer = bert_tokenizer_from_vocab_text(text, lower)?;
-            return Self::from_tokenizer(
-                name.to_string(),
-                sha256_hex(text.as_bytes()),
-                lower,
-                tokenizer,
-            );
+            return Self::from_vocab_text(name.to_string(), text, lower);
         }
         if NOT_BUNDLED.contains(&spec) {
             bail!(
@@ -101,7 +99,6 @@ impl Vocab {
         }
         let bytes = std::fs::read(&path)
             .with_context(|| format!("reading vocabulary {}", path.display()))?;
-        let sha = sha256_hex(&bytes);
         if path.extension().is_some_and(|e| e == "json") {
             let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| {
                 anyhow::anyhow!("{}: not a valid tokenizer.json: {e}", path.display())
@@ -115,14 +112,32 @@ impl Vocab {
             tokenizer
                 .with_truncation(None)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            Self::from_tokenizer(spec.to_string(), sha, lower, tokenizer)
+            Self::from_tokenizer(spec.to_string(), sha256_hex(&bytes), lower, tokenizer, None)
         } else {
             let text = String::from_utf8(bytes)
                 .with_context(|| format!("{}: vocabulary is not valid UTF-8", path.display()))?;
             let lower = lowercase.unwrap_or(!looks_cased(&text));
-            let tokenizer = bert_tokenizer_from_vocab_text(&text, lower)?;
-            Self::from_tokenizer(spec.to_string(), sha, lower, tokenizer)
+            Self::from_vocab_text(spec.to_string(), &text, lower)
         }
+    }
+
+    /// A plain BERT vocab.txt: HF's pipeline plus the ASCII fast path over the same vocabulary.
+    fn from_vocab_text(name: String, text: &str, lowercase: bool) -> Result<Self> {
+        let map = parse_vocab(text)?;
+        let tokenizer = bert_tokenizer_from_map(&map, lowercase)?;
+        let fast = AsciiWordPiece::new(
+            map.iter().map(|(k, &v)| (k.clone(), v)).collect(),
+            map["[UNK]"],
+            lowercase,
+            SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect(),
+        );
+        Self::from_tokenizer(
+            name,
+            sha256_hex(text.as_bytes()),
+            lowercase,
+            tokenizer,
+            Some(fast),
+        )
     }
 
     fn from_tokenizer(
@@ -130,6 +145,7 @@ impl Vocab {
         sha256: String,
         lowercase: bool,
         tokenizer: Tokenizer,
+        fast: Option<AsciiWordPiece>,
     ) -> Result<Self> {
         let vocab = tokenizer.get_vocab(true);
         let size = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
@@ -155,6 +171,7 @@ impl Vocab {
             tokens,
             is_continuation,
             tokenizer,
+            fast,
         })
     }
 
@@ -162,8 +179,20 @@ impl Vocab {
         self.tokens.len()
     }
 
-    /// Word-piece ids of one sentence, without special tokens.
+    /// Word-piece ids of one sentence, without special tokens: HF's ids, through the ASCII
+    /// fast path where it applies.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if let Some(fast) = &self.fast
+            && fast.encode(text, &mut ids)
+        {
+            return Ok(ids);
+        }
+        self.encode_hf(text)
+    }
+
+    /// Word-piece ids of one sentence through HF's full pipeline.
+    pub fn encode_hf(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .tokenizer
             .encode_fast(text, false)
@@ -186,9 +215,13 @@ pub fn bert_tokenizer_from_vocab_file(path: &Path, lowercase: bool) -> Result<To
 
 /// Same as [`bert_tokenizer_from_vocab_file`], from the file's text.
 pub fn bert_tokenizer_from_vocab_text(text: &str, lowercase: bool) -> Result<Tokenizer> {
+    bert_tokenizer_from_map(&parse_vocab(text)?, lowercase)
+}
+
+/// One token per line, id = line number; a repeated token keeps its first id (as HF).
+fn parse_vocab(text: &str) -> Result<HashMap<String, u32>> {
     let mut vocab: HashMap<String, u32> = HashMap::new();
     for (id, line) in text.lines().enumerate() {
-        // HF reads one token per line and keeps the first id of a duplicate.
         vocab
             .entry(line.trim_end().to_string())
             .or_insert(id as u32);
@@ -198,6 +231,10 @@ pub fn bert_tokenizer_from_vocab_text(text: &str, lowercase: bool) -> Result<Tok
             bail!("vocabulary has no {special} token; is this a BERT vocab.txt?");
         }
     }
+    Ok(vocab)
+}
+
+fn bert_tokenizer_from_map(vocab: &HashMap<String, u32>, lowercase: bool) -> Result<Tokenizer> {
     let wordpiece = WordPiece::builder()
         .vocab(
             vocab
@@ -270,6 +307,48 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_fast_path_equals_hf_pipeline() {
+        let mut sentences: Vec<String> = [
+            include_str!("../sample-corpus/persuasion.txt"),
+            include_str!("../sample-corpus/raw/northangerabbey-opening.txt"),
+        ]
+        .iter()
+        .flat_map(|t| t.lines().map(str::to_string))
+        .collect();
+        let long_word = "a".repeat(101);
+        let edge = [
+            "",
+            "   ",
+            "Tabs\there,\r\nand\x0bvertical\x0cfeeds\x01joined\x7fDEL",
+            "[MASK] is special, [mask] is not; [UNK] [CLS][SEP] [PAD]",
+            "ellipsis... (brackets) {braces} <angle> \"quotes\" 'single' `back` ~tilde^caret|pipe",
+            "e-mail: someone@example.com, url https://example.com/a_b?c=d&e=f#g",
+            "numbers 3.14159 1,000,000 42nd 1st $5 10% #hashtag @mention",
+            "UPPER lower MiXeD xyzzyplugh qwertyuiopasdfghjkl",
+            &long_word,
+            "\x00nul\x00",
+        ];
+        sentences.extend(edge.iter().map(|s| s.to_string()));
+        for name in ["book_corpus_wiki_en_uncased", "book_corpus_wiki_en_cased"] {
+            let v = Vocab::load(name, None).unwrap();
+            let mut fast = 0;
+            for s in &sentences {
+                let mut ids = Vec::new();
+                fast += v.fast.as_ref().unwrap().encode(s, &mut ids) as usize;
+                assert_eq!(
+                    v.encode(s).unwrap(),
+                    v.encode_hf(s).unwrap(),
+                    "{name}: {s:?}"
+                );
+            }
+            assert!(
+                fast > sentences.len() * 9 / 10,
+                "the fast path is used ({fast})"
+            );
+        }
+    }
 
     #[test]
     fn builtin_uncased_matches_bert_wordpiece() {

@@ -19,7 +19,7 @@ use crate::instances::Instance;
 
 /// Rows per Arrow record batch inside a shard.
 const BATCH_ROWS: usize = 4096;
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
 
 /// Equal-width ranges of `valid_length`: a batch drawn from one bucket pads at most one
 /// bucket width. Fixed by the flags alone, so workers and merges agree on them.
