@@ -239,6 +239,9 @@ fn run(
             .map_err(|_| anyhow::anyhow!("reader thread panicked"))?
     })?;
     totals.read = read_stats.into();
+    if totals.documents == 0 && config.worker_count == 1 {
+        bail!("the input holds no text: every document is empty");
+    }
     bar.set_message(format!("{} instances; writing shards", totals.instances));
 
     let id_type = TokenIdType::for_vocab_size(vocab.size());

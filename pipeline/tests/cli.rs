@@ -304,6 +304,9 @@ fn bad_input_is_a_clear_error_and_leaves_no_manifest() {
     let bad_utf8 = bad_utf8.display().to_string();
     let missing = dir.path().join("missing.txt").display().to_string();
     let empty_glob = format!("{}/*.nothing", dir.path().display());
+    let blank = dir.path().join("blank.txt");
+    std::fs::write(&blank, "\n\n  \n").unwrap();
+    let blank = blank.display().to_string();
     let sample = sample();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![&missing], "not found"),
@@ -319,6 +322,7 @@ fn bad_input_is_a_clear_error_and_leaves_no_manifest() {
             "not bundled",
         ),
         (vec![&bad_utf8], "bad.txt:2: invalid UTF-8"),
+        (vec![&blank], "no text"),
     ];
     for (extra, message) in cases {
         let mut args = vec!["build", "-q", "--output", &out_s];
