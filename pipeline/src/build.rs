@@ -248,7 +248,7 @@ fn run(
     let prefix = config.worker_prefix();
     let mut buckets = Vec::new();
     let mut shards = Vec::new();
-    for (b, (path, count)) in spill.finish()?.into_iter().enumerate() {
+    for (b, (data, count)) in spill.finish()?.into_iter().enumerate() {
         let (min_length, max_length) = layout.range(b, config.max_seq_length);
         let target = ShardTarget {
             dir: &opts.output,
@@ -258,8 +258,7 @@ fn run(
             length_range: (min_length, max_length),
             id_type,
         };
-        let written = write_bucket_shards(&path, count, config.shard_size, &target)?;
-        std::fs::remove_file(&path).ok();
+        let written = write_bucket_shards(data, count, config.shard_size, &target)?;
         buckets.push(Bucket {
             index: b,
             min_length,

@@ -74,47 +74,93 @@ pub fn balanced_shard_sizes(count: u64, shard_size: u64) -> Vec<u64> {
         .collect()
 }
 
-/// One spill file per bucket, in a simple little-endian record format.
+/// Spilled records are kept in memory up to this many bytes, then go to files: small
+/// corpora never touch the disk, large ones stay within the memory bound.
+const SPILL_MEMORY_BUDGET: usize = 32 << 20;
+
+/// Per-bucket spills of encoded instances, in a simple little-endian record format.
 pub struct Spill {
-    files: Vec<(PathBuf, BufWriter<File>)>,
+    dir: PathBuf,
+    buffers: Vec<Vec<u8>>,
+    files: Vec<Option<(PathBuf, BufWriter<File>)>>,
     counts: Vec<u64>,
+    buffered: usize,
+    budget: usize,
+}
+
+/// Where one bucket's spilled records ended up.
+pub enum SpillData {
+    Memory(Vec<u8>),
+    File(PathBuf),
 }
 
 impl Spill {
     pub fn create(dir: &Path, buckets: usize) -> Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let files = (0..buckets)
-            .map(|b| {
-                let path = dir.join(format!("bucket{b:03}.spill"));
-                let file = File::create(&path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                Ok((path, BufWriter::with_capacity(1 << 20, file)))
-            })
-            .collect::<Result<_>>()?;
+        Self::with_budget(dir, buckets, SPILL_MEMORY_BUDGET)
+    }
+
+    fn with_budget(dir: &Path, buckets: usize, budget: usize) -> Result<Self> {
         Ok(Self {
-            files,
+            budget,
+            dir: dir.to_path_buf(),
+            buffers: vec![Vec::new(); buckets],
+            files: (0..buckets).map(|_| None).collect(),
             counts: vec![0; buckets],
+            buffered: 0,
         })
     }
 
     pub fn push(&mut self, bucket: usize, inst: &Instance) -> Result<()> {
-        let (path, w) = &mut self.files[bucket];
-        encode_spill_record(w, inst).with_context(|| format!("cannot write {}", path.display()))?;
+        let buffer = &mut self.buffers[bucket];
+        let before = buffer.len();
+        encode_spill_record(buffer, inst)?;
+        self.buffered += buffer.len() - before;
         self.counts[bucket] += 1;
+        if self.buffered > self.budget {
+            self.flush_to_disk()?;
+        }
         Ok(())
     }
 
-    /// Flushes and returns each bucket's spill file and instance count.
-    pub fn finish(self) -> Result<Vec<(PathBuf, u64)>> {
-        self.files
-            .into_iter()
-            .zip(self.counts)
-            .map(|((path, mut w), count)| {
-                w.flush()
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                Ok((path, count))
-            })
-            .collect()
+    fn flush_to_disk(&mut self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        for (b, buffer) in self.buffers.iter_mut().enumerate() {
+            if buffer.is_empty() {
+                continue;
+            }
+            if self.files[b].is_none() {
+                let path = self.dir.join(format!("bucket{b:03}.spill"));
+                let file = File::create(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                self.files[b] = Some((path, BufWriter::with_capacity(1 << 20, file)));
+            }
+            let (path, w) = self.files[b].as_mut().unwrap();
+            w.write_all(buffer)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            buffer.clear();
+        }
+        self.buffered = 0;
+        Ok(())
+    }
+
+    /// Each bucket's spilled records and instance count.
+    pub fn finish(mut self) -> Result<Vec<(SpillData, u64)>> {
+        if self.files.iter().any(Option::is_some) {
+            self.flush_to_disk()?;
+        }
+        let mut out = Vec::new();
+        for ((buffer, file), count) in self.buffers.into_iter().zip(self.files).zip(self.counts) {
+            out.push(match file {
+                None => (SpillData::Memory(buffer), count),
+                Some((path, mut w)) => {
+                    w.flush()
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    (SpillData::File(path), count)
+                }
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -175,23 +221,26 @@ pub struct ShardTarget<'a> {
 
 /// Cuts one bucket's spill into balanced shards, encoding them in parallel.
 pub fn write_bucket_shards(
-    spill: &Path,
+    spill: SpillData,
     count: u64,
     shard_size: u64,
     target: &ShardTarget,
 ) -> Result<Vec<Shard>> {
     let sizes = balanced_shard_sizes(count, shard_size);
-    let mut reader = BufReader::with_capacity(
-        1 << 20,
-        File::open(spill).with_context(|| format!("cannot open {}", spill.display()))?,
-    );
+    let mut reader: Box<dyn Read + Send> = match &spill {
+        SpillData::Memory(bytes) => Box::new(&bytes[..]),
+        SpillData::File(path) => Box::new(BufReader::with_capacity(
+            1 << 20,
+            File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )),
+    };
     // Shards are read one after another and encoded in parallel; `par_bridge` pulls lazily,
     // so only about one shard per thread is in memory.
     let chunks = sizes.iter().enumerate().map(|(j, &n)| {
         let rows = (0..n)
             .map(|_| decode_spill_record(&mut reader))
             .collect::<std::io::Result<Vec<_>>>()
-            .with_context(|| format!("spill file {} is damaged", spill.display()));
+            .context("a spill file is damaged");
         (j, rows)
     });
     let mut shards = chunks
@@ -313,6 +362,42 @@ mod tests {
         assert_eq!(sizes.iter().sum::<u64>(), 100_003);
         assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
         assert!(*sizes.iter().max().unwrap() <= 8192);
+    }
+
+    #[test]
+    fn spills_past_the_memory_budget_go_to_files_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = |i: u32| Instance {
+            input_ids: vec![101, i, 102, i + 1, 102],
+            segment_ids: vec![0, 0, 0, 1, 1],
+            masked_lm_positions: vec![1],
+            masked_lm_ids: vec![i],
+            next_sentence_label: (i % 2) as u8,
+        };
+        for budget in [usize::MAX, 1000] {
+            let mut spill = Spill::with_budget(dir.path(), 2, budget).unwrap();
+            for i in 0..100 {
+                spill.push((i % 2) as usize, &inst(i)).unwrap();
+            }
+            for (b, (data, count)) in spill.finish().unwrap().into_iter().enumerate() {
+                assert_eq!(count, 50);
+                let bytes = match data {
+                    SpillData::Memory(bytes) => {
+                        assert_eq!(budget, usize::MAX);
+                        bytes
+                    }
+                    SpillData::File(path) => {
+                        assert_eq!(budget, 1000);
+                        std::fs::read(path).unwrap()
+                    }
+                };
+                let mut r = &bytes[..];
+                for i in (b as u32..100).step_by(2) {
+                    assert_eq!(decode_spill_record(&mut r).unwrap(), inst(i));
+                }
+                assert!(r.is_empty());
+            }
+        }
     }
 
     #[test]
