@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod input;
 pub mod inspect;
 pub mod instances;
+pub mod loader;
 pub mod masking;
 pub mod merge;
 pub mod shards;
