@@ -14,15 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::input::{DocumentReader, InputFormat, OnInvalidUtf8, TextDocument, expand_inputs};
 use crate::instances::{Document, Instance, InstanceParams, create_instances_from_document};
 use crate::masking::{MaskingParams, MaskingVocab};
+use crate::rng;
 use crate::shards::manifest::{self, Bucket, InputFile, Manifest, Totals, VocabInfo};
 use crate::shards::schema::TokenIdType;
 use crate::shards::writer::{BucketLayout, ShardTarget, Spill, write_bucket_shards};
@@ -390,12 +389,12 @@ fn instances_for_pass(
         .map(|d| {
             // Every (block, pass, document) has its own stream: fresh targets and masks per
             // pass, and the same output for any thread count.
-            let mut rng = seeded_rng(seed, &[block_index, pass, d as u64]);
+            let mut rng = rng::stream(seed, &[block_index, pass, d as u64]);
             create_instances_from_document(pool, d, params, masking_vocab, &mut rng)
         })
         .collect();
     let mut instances: Vec<Instance> = per_document.into_iter().flatten().collect();
-    instances.shuffle(&mut seeded_rng(seed, &[block_index, pass, u64::MAX]));
+    instances.shuffle(&mut rng::stream(seed, &[block_index, pass, u64::MAX]));
     totals.instances += instances.len() as u64;
     for inst in &instances {
         totals.instance_tokens += inst.valid_length() as u64 - 3;
@@ -403,22 +402,6 @@ fn instances_for_pass(
         totals.random_next += inst.next_sentence_label as u64;
     }
     instances
-}
-
-/// An RNG stream for one unit of work, derived from the seed and the unit's coordinates.
-fn seeded_rng(seed: u64, coordinates: &[u64]) -> ChaCha8Rng {
-    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
-    for &c in coordinates {
-        h = splitmix64(h ^ splitmix64(c));
-    }
-    ChaCha8Rng::seed_from_u64(h)
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Makes sure `dir` holds no earlier output of this worker (or clears it with `--overwrite`).
@@ -534,14 +517,5 @@ mod tests {
             assert!(err.contains(flag), "{err}");
         }
         BuildConfig::default().validate().unwrap();
-    }
-
-    #[test]
-    fn rng_streams_differ_by_coordinates_and_repeat_by_seed() {
-        use rand::Rng;
-        let draw = |seed, c: &[u64]| seeded_rng(seed, c).random::<u64>();
-        assert_eq!(draw(1, &[0, 1, 2]), draw(1, &[0, 1, 2]));
-        assert_ne!(draw(1, &[0, 1, 2]), draw(1, &[0, 2, 1]));
-        assert_ne!(draw(1, &[0, 1, 2]), draw(2, &[0, 1, 2]));
     }
 }

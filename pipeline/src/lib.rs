@@ -13,6 +13,7 @@ pub mod instances;
 pub mod loader;
 pub mod masking;
 pub mod merge;
+pub mod rng;
 pub mod shards;
 pub mod splitter;
 pub mod vocab;

@@ -11,13 +11,12 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, ensure};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::instances::Instance;
 use crate::masking::{MaskingParams, MaskingVocab, mask_tokens};
+use crate::rng;
 use crate::shards::{Shard, ShardSet};
 
 /// How batches are formed.
@@ -134,7 +133,7 @@ pub fn collate(rows: &[Instance], pad_id: u32, position_after: LoaderPosition) -
 /// This rank's shards in the order epoch `epoch` reads them.
 fn shard_order<'a>(set: &'a ShardSet, config: &LoaderConfig, epoch: u64) -> Vec<&'a Shard> {
     let mut shards = set.shards_for_rank(config.rank, config.world);
-    shards.shuffle(&mut rng(config.seed, &[epoch]));
+    shards.shuffle(&mut rng::stream(config.seed, &[epoch]));
     shards
 }
 
@@ -147,9 +146,12 @@ fn shard_batches(
     max_length: usize,
 ) -> Vec<Vec<Instance>> {
     let mut rows = rows;
-    rows.shuffle(&mut rng(config.seed, &[epoch, shard_index as u64, 1]));
+    rows.shuffle(&mut rng::stream(
+        config.seed,
+        &[epoch, shard_index as u64, 1],
+    ));
     if let Some(dm) = &config.dynamic_masking {
-        let mut r = rng(config.seed, &[epoch, shard_index as u64, 2]);
+        let mut r = rng::stream(config.seed, &[epoch, shard_index as u64, 2]);
         let vocab = MaskingVocab {
             cls_id: dm.cls_id,
             sep_id: dm.sep_id,
@@ -175,15 +177,6 @@ fn shard_batches(
         batches.push(std::mem::replace(&mut rows, rest));
     }
     batches
-}
-
-fn rng(seed: u64, coordinates: &[u64]) -> ChaCha8Rng {
-    let mut h = seed ^ 0x5851_f42d_4c95_7f2d;
-    for &c in coordinates {
-        h = h.rotate_left(17) ^ c.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    }
-    ChaCha8Rng::seed_from_u64(h)
 }
 
 /// An endless stream of batches (epoch after epoch) from `position` on, read ahead on a
