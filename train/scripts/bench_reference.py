@@ -111,8 +111,12 @@ def bench(fn, bs):
 
 
 load = os.getloadavg()
-results = {(name, bs): bench(fn, bs) for name, fn in [("sentence-transformers (PyTorch)", encode_st),
-                                                      ("ONNX Runtime", encode_ort)] for bs in (32, 1)}
+rows = []
+for name, fn in [("sentence-transformers (PyTorch)", encode_st), ("ONNX Runtime", encode_ort)]:
+    for bs in (32, 1):
+        med, best = bench(fn, bs)
+        rows.append(f"| {name} | {bs} | {med:.1f} | {best:.1f} | {os.getloadavg()[0]:.2f} |")
+        print(rows[-1], flush=True)
 load_after = os.getloadavg()
 
 cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
@@ -123,7 +127,6 @@ print(f"versions: python {platform.python_version()}, torch {torch.__version__},
       f"onnxruntime {ort.__version__}, tokenizers {tokenizers.__version__}")
 print(f"data: {len(sentences)} sentences from {args.data}; median (best) of {args.repeats} passes")
 print(f"ONNX Runtime vs sentence-transformers embeddings: max-abs diff {agree:.1e}")
-print("| engine | batch | sentences/s (median) | best |")
-print("| --- | ---: | ---: | ---: |")
-for (name, bs), (med, best) in results.items():
-    print(f"| {name} | {bs} | {med:.1f} | {best:.1f} |")
+print("| engine | batch | sentences/s (median) | best | load after |")
+print("| --- | ---: | ---: | ---: | ---: |")
+print("\n".join(rows))
