@@ -202,11 +202,15 @@ fn run(
 
     let read_stats = std::thread::scope(|scope| -> Result<_> {
         // Reading overlaps processing: one block is read while the previous one is worked on.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<TextDocument>>>(1);
-        let reader_bar = bar.clone();
-        let reader = scope.spawn(move || read_blocks(files, config, tx, reader_bar));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Block>>(1);
+        let reader = scope.spawn(move || read_blocks(files, config, tx));
         for (block_index, block) in rx.into_iter().enumerate() {
-            let block = block?;
+            let Block {
+                documents: block,
+                bytes_read,
+            } = block?;
+            // The bar shows input consumed by finished blocks, not by the read-ahead.
+            bar.set_position(bytes_read);
             if block_index % config.worker_count != config.worker_index {
                 continue;
             }
@@ -226,6 +230,8 @@ fn run(
                     spill.push(layout.bucket_of(inst.valid_length()), inst)?;
                 }
             }
+            // The bar shows input consumed by finished blocks, not by the read-ahead.
+            bar.set_position(bytes_read);
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
                 "{} instances ({:.0}/s)",
@@ -296,12 +302,18 @@ fn run(
     Ok(manifest)
 }
 
+/// Documents read together: the pool "random next" segments come from.
+struct Block {
+    documents: Vec<TextDocument>,
+    /// Input bytes (compressed, as on disk) read up to the end of this block.
+    bytes_read: u64,
+}
+
 /// Reads documents and sends them in blocks of about `pool_size_mib` of text.
 fn read_blocks(
     files: &[PathBuf],
     config: &BuildConfig,
-    tx: std::sync::mpsc::SyncSender<Result<Vec<TextDocument>>>,
-    bar: ProgressBar,
+    tx: std::sync::mpsc::SyncSender<Result<Block>>,
 ) -> Result<crate::input::ReadStats> {
     let counter = Arc::new(AtomicU64::new(0));
     let mut reader = DocumentReader::new(
@@ -321,14 +333,17 @@ fn read_blocks(
                 return Ok(reader.stats);
             }
         };
-        bar.set_position(counter.load(Ordering::Relaxed));
         let end = doc.is_none();
         if let Some(doc) = doc {
             bytes += doc.bytes;
             block.push(doc);
         }
         if (end && !block.is_empty()) || bytes >= limit {
-            if tx.send(Ok(std::mem::take(&mut block))).is_err() {
+            let done = Block {
+                documents: std::mem::take(&mut block),
+                bytes_read: counter.load(Ordering::Relaxed),
+            };
+            if tx.send(Ok(done)).is_err() {
                 break; // The consumer stopped on an error of its own.
             }
             bytes = 0;
