@@ -8,8 +8,9 @@ use burn::tensor::Device;
 
 use crate::error::BertError;
 
-/// A backend that `--backend` can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A backend that `--backend` can name (serialized as `"cpu"`, `"wgpu"`, `"cuda"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// burn's pure-Rust `flex` CPU backend (feature `cpu`).
     Cpu,
@@ -79,16 +80,38 @@ impl BackendKind {
             #[cfg(feature = "cpu")]
             Self::Cpu => Ok(Device::flex()),
             #[cfg(feature = "wgpu")]
-            Self::Wgpu => Device::wgpu_options().init().map_err(|e| {
-                BertError::Backend(alloc::format!(
-                    "no wgpu adapter ({e}); on Linux without a GPU install Mesa's lavapipe \
-                     (apt-get install mesa-vulkan-drivers libvulkan1)"
-                ))
-            }),
+            Self::Wgpu => wgpu_device(),
             #[cfg(feature = "cuda")]
             Self::Cuda => Ok(Device::cuda(0)),
             #[allow(unreachable_patterns)]
             _ => Err(BertError::Backend(self.to_string())),
         }
     }
+}
+
+/// The wgpu runtime can be initialised once per process; later calls get the same device.
+/// Initialising it explicitly (rather than lazily on first use) turns "no adapter" into an
+/// error here instead of a panic inside the first kernel launch.
+#[cfg(all(feature = "wgpu", feature = "std"))]
+fn wgpu_device() -> Result<Device, BertError> {
+    static DEVICE: std::sync::OnceLock<Result<Device, alloc::string::String>> =
+        std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            Device::wgpu_options().init().map_err(|e| {
+                alloc::format!(
+                    "no wgpu adapter ({e}); on Linux without a GPU install Mesa's lavapipe \
+                     (apt-get install mesa-vulkan-drivers libvulkan1)"
+                )
+            })
+        })
+        .clone()
+        .map_err(BertError::Backend)
+}
+
+/// Without std (the browser) the page initialises wgpu asynchronously itself; this is the
+/// lazily initialised default adapter.
+#[cfg(all(feature = "wgpu", not(feature = "std")))]
+fn wgpu_device() -> Result<Device, BertError> {
+    Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
 }

@@ -31,7 +31,7 @@ fn transformers_loads_our_export_and_agrees() {
     let export = dir.path().join("export");
     save_bert_model(&model, &config, &export).unwrap();
 
-    let ints = |t: Tensor<2, Int>| t.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+    let ints = |t: Tensor<2, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
     let inputs = dir.path().join("inputs.safetensors");
     write_safetensors(&inputs, &[
         ("input_ids".into(), Dtype::I64, vec![2, 9], i64_bytes(&ints(input.input_ids))),

@@ -315,6 +315,6 @@ struct EmbeddedBatch {
 pub(crate) fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.try_into_data()
         .map_err(|e| anyhow::anyhow!("reading results from the device: {e:?}"))?
-        .to_vec::<f32>()
+        .try_to_vec::<f32>()
         .map_err(|e| anyhow::anyhow!("results are not f32: {e:?}"))
 }

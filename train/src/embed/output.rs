@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, ListArray, StringArray};
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, ListArray, StringArray};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;

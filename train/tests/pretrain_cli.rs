@@ -1,0 +1,195 @@
+//! `bert-train` end to end: a tiny CPU run that logs, checkpoints, writes the HuggingFace
+//! directory and resumes; and clear errors (never panics) for bad input.
+
+mod pretrain_common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use pretrain_common::*;
+
+fn bert_train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bert-train"))
+        .args(args)
+        .output()
+        .expect("run bert-train")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn expect_error(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "expected failure, got success; stderr:\n{err}");
+    assert!(!err.contains("panicked"), "bert-train panicked:\n{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} not in stderr:\n{err}");
+    }
+}
+
+fn expect_success(out: &Output) -> String {
+    let err = stderr(out);
+    assert!(out.status.success(), "bert-train failed:\n{err}");
+    err
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Flags of a 4-step run of a tiny model.
+fn tiny_run(shards: &Path, model: &Path, ckpt: &Path) -> Vec<String> {
+    [
+        "--shards", &s(shards), "--model", &s(model), "--ckpt-dir", &s(ckpt), "--batch-size", "8",
+        "--num-steps", "4", "--log-interval", "2", "--ckpt-interval", "2", "--lr", "1e-3",
+        "--seed", "3",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn help_has_an_example_the_flags_and_no_subcommand_stubs() {
+    let out = bert_train(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "Example:", "--shards", "--model", "--pretrained", "--batch-size", "--accumulate", "--lr",
+        "--warmup-ratio", "--num-steps", "--optimizer", "lamb is not implemented", "--use-avg-len",
+        "--dynamic-masking", "--data-eval", "--ckpt-dir", "--ckpt-interval", "--log-interval",
+        "--seed", "--backend", "--num-buckets N",
+    ] {
+        assert!(help.contains(needle), "{needle:?} not in --help:\n{help}");
+    }
+    assert!(!help.contains("Commands:"), "no subcommand before it is real:\n{help}");
+}
+
+#[test]
+fn trains_logs_checkpoints_exports_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = build_shards(tmp.path(), 12_000, 32, 1000);
+    let model = tiny_model_dir(tmp.path(), 32, 1, 2, 0.1, 32);
+    let ckpt = tmp.path().join("ckpt");
+    let run = tiny_run(&shards, &model, &ckpt);
+
+    let err = expect_success(&bert_train(&args(&run)));
+    assert!(err.contains("step 2/4") && err.contains("step 4/4"), "{err}");
+    assert!(err.contains("seq/s") && err.contains("tok/s"), "{err}");
+    let rows: Vec<serde_json::Value> = fs::read_to_string(ckpt.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for key in ["step", "lr", "mlm_loss", "nsp_loss", "mlm_acc", "nsp_acc", "seq_per_s", "tokens_per_s"] {
+        assert!(rows[1][key].is_number(), "{key} missing in {}", rows[1]);
+    }
+    // Scratch training starts near ln(30522) = 10.3.
+    let first_loss = rows[0]["mlm_loss"].as_f64().unwrap();
+    assert!((9.0..11.0).contains(&first_loss), "{first_loss}");
+    for file in ["config.json", "model.safetensors", "vocab.txt"] {
+        assert!(ckpt.join("final").join(file).is_file(), "final/{file} missing");
+    }
+    assert!(ckpt.join("step-00000004/state.json").is_file());
+
+    // The same command again: continues from step 4, which is the end.
+    let err = expect_success(&bert_train(&args(&run)));
+    assert!(err.contains("resuming from"), "{err}");
+    assert_eq!(fs::read_to_string(ckpt.join("metrics.jsonl")).unwrap().lines().count(), 2);
+
+    // Other settings on the same checkpoint directory: refused, nothing touched.
+    let mut other = run.clone();
+    let lr = other.iter().position(|a| a == "--lr").unwrap();
+    other[lr + 1] = "2e-3".into();
+    expect_error(&bert_train(&args(&other)), &["other settings", "lr"]);
+
+    // --pretrained starts from the exported weights: the first loss is the trained one.
+    let from_final = tmp.path().join("from-final");
+    let mut pre = tiny_run(&shards, &ckpt.join("final"), &from_final);
+    pre.push("--pretrained".into());
+    expect_success(&bert_train(&args(&pre)));
+    let row: serde_json::Value = serde_json::from_str(
+        fs::read_to_string(from_final.join("metrics.jsonl")).unwrap().lines().next().unwrap(),
+    )
+    .unwrap();
+    assert!(row["mlm_loss"].as_f64().unwrap() < first_loss - 0.2, "{row} vs {first_loss}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = build_shards(tmp.path(), 12_000, 32, 20);
+    let model = tiny_model_dir(tmp.path(), 32, 1, 2, 0.0, 32);
+    let ckpt = tmp.path().join("ckpt");
+    let run = tiny_run(&shards, &model, &ckpt);
+
+    let missing = tmp.path().join("no-such-shards");
+    let mut r = run.clone();
+    r[1] = s(&missing);
+    expect_error(&bert_train(&args(&r)), &["no manifest.json"]);
+
+    let mut r = run.clone();
+    r.extend(["--optimizer".into(), "lamb".into()]);
+    expect_error(&bert_train(&args(&r)), &["lamb", "not implemented"]);
+
+    let mut r = run.clone();
+    r[3] = "bert_3_3_3".into();
+    expect_error(&bert_train(&args(&r)), &["bert_12_768_12"]);
+
+    // A model whose vocabulary is not the shards'.
+    let small_vocab = tmp.path().join("small-vocab");
+    fs::create_dir_all(&small_vocab).unwrap();
+    fs::write(
+        small_vocab.join("config.json"),
+        r#"{"vocab_size": 1000, "hidden_size": 32, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 32}"#,
+    )
+    .unwrap();
+    let mut r = run.clone();
+    r[3] = s(&small_vocab);
+    expect_error(&bert_train(&args(&r)), &["vocabulary of 1000 tokens", "30522"]);
+
+    // Sequences longer than the model's positions.
+    let short = tiny_model_dir(&tmp.path().join("short"), 32, 1, 2, 0.0, 16);
+    let mut r = run.clone();
+    r[3] = s(&short);
+    expect_error(&bert_train(&args(&r)), &["positions"]);
+    assert!(!ckpt.exists(), "a refused run created {}", ckpt.display());
+
+    // A manifest of another format version.
+    let manifest_path = shards.join("manifest.json");
+    let original = fs::read_to_string(&manifest_path).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&original).unwrap();
+    manifest["format_version"] = 99.into();
+    fs::write(&manifest_path, manifest.to_string()).unwrap();
+    expect_error(&bert_train(&args(&run)), &["version"]);
+    fs::write(&manifest_path, &original).unwrap();
+
+    // A truncated shard: the error names it, and no checkpoint is written.
+    let first_shard = shards.join(
+        serde_json::from_str::<serde_json::Value>(&original).unwrap()["shards"][0]["file"]
+            .as_str()
+            .unwrap(),
+    );
+    let bytes = fs::read(&first_shard).unwrap();
+    fs::write(&first_shard, &bytes[..bytes.len() / 2]).unwrap();
+    let mut r = run.clone();
+    r.extend(["--num-steps".into(), "40".into()]);
+    expect_error(&bert_train(&args(&r)), &[&first_shard.file_name().unwrap().to_string_lossy()]);
+    fs::write(&first_shard, &bytes).unwrap();
+
+    // A diverging run stops at the first non-finite loss with a hint, keeping the checkpoints.
+    let nan_ckpt = tmp.path().join("nan");
+    let mut r = tiny_run(&shards, &model, &nan_ckpt);
+    let lr = r.iter().position(|a| a == "--lr").unwrap();
+    r[lr + 1] = "1e30".into();
+    r.extend(["--ckpt-interval".into(), "1".into(), "--num-steps".into(), "20".into()]);
+    expect_error(&bert_train(&args(&r)), &["not finite at step", "--lr"]);
+}
