@@ -17,6 +17,8 @@ pub mod checkpoint;
 pub mod embed;
 pub mod error;
 pub mod model;
+#[cfg(feature = "std")]
+pub mod pretrain;
 
 pub use backend::BackendKind;
 pub use error::{BertError, TensorProblem};

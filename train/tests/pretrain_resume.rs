@@ -79,10 +79,20 @@ fn stopped_and_resumed_run_equals_uninterrupted_run_bitwise() {
         whole_weights == parts_weights,
         "the resumed run's final weights differ from the uninterrupted run's"
     );
-    assert_eq!(losses(&tmp.path().join("whole")), losses(&tmp.path().join("parts")));
-    assert_eq!(losses(&tmp.path().join("parts")).len(), 12, "rows of steps 5-6 appear once");
+    assert_eq!(
+        losses(&tmp.path().join("whole")),
+        losses(&tmp.path().join("parts"))
+    );
+    assert_eq!(
+        losses(&tmp.path().join("parts")).len(),
+        12,
+        "rows of steps 5-6 appear once"
+    );
     // The last two checkpoints are kept, and no temporary directory is left.
-    assert_eq!(step_dirs(&tmp.path().join("parts")), ["step-00000008", "step-00000012"]);
+    assert_eq!(
+        step_dirs(&tmp.path().join("parts")),
+        ["step-00000008", "step-00000012"]
+    );
 
     // Training moved the weights: the equality above is not of two untouched models.
     let rows = losses(&tmp.path().join("whole"));

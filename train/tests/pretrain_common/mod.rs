@@ -15,14 +15,21 @@ pub fn corpus_prefix(dir: &Path, bytes: usize) -> PathBuf {
         "/../pipeline/sample-corpus/persuasion.txt"
     ))
     .expect("the sample corpus is in pipeline/sample-corpus");
-    let end = full[..bytes.min(full.len())].rfind('\n').unwrap_or(full.len());
+    let end = full[..bytes.min(full.len())]
+        .rfind('\n')
+        .unwrap_or(full.len());
     let path = dir.join("corpus.txt");
     std::fs::write(&path, &full[..end]).unwrap();
     path
 }
 
 /// Build shards from the first `corpus_bytes` of the sample corpus into `dir/shards`.
-pub fn build_shards(dir: &Path, corpus_bytes: usize, max_seq_length: usize, shard_size: u64) -> PathBuf {
+pub fn build_shards(
+    dir: &Path,
+    corpus_bytes: usize,
+    max_seq_length: usize,
+    shard_size: u64,
+) -> PathBuf {
     let corpus = corpus_prefix(dir, corpus_bytes);
     let out = dir.join("shards");
     let config = BuildConfig {
@@ -43,7 +50,14 @@ pub fn build_shards(dir: &Path, corpus_bytes: usize, max_seq_length: usize, shar
 
 /// A model directory holding only `config.json` (no weights: trained from scratch), with the
 /// uncased vocabulary's 30522 tokens.
-pub fn tiny_model_dir(dir: &Path, hidden: usize, layers: usize, heads: usize, dropout: f64, positions: usize) -> PathBuf {
+pub fn tiny_model_dir(
+    dir: &Path,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    dropout: f64,
+    positions: usize,
+) -> PathBuf {
     let model = dir.join("model");
     std::fs::create_dir_all(&model).unwrap();
     let config = serde_json::json!({

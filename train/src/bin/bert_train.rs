@@ -1,0 +1,143 @@
+//! `bert-train`: BERT pretraining (masked LM + next sentence) on `bert-pipeline` shards, with
+//! GluonNLP's `run_pretraining.py` flags. Pretraining is the default action.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use bert_train::BackendKind;
+use bert_train::pretrain::{ModelSource, OptimizerKind, PretrainConfig, RunOptions, train};
+use clap::Parser;
+
+const AFTER_HELP: &str = "\
+Example:
+  bert-pipeline build --dupe-factor 5 'corpus/*.txt' --output shards/
+  bert-train --shards shards/ --model bert_4_256_4 --batch-size 32 --lr 1e-4 \\
+      --warmup-ratio 0.01 --num-steps 10000 --ckpt-dir ckpt/ --ckpt-interval 1000
+
+Rerunning the same command continues from the newest checkpoint in --ckpt-dir, on the same
+trajectory (same weights as a run that was never interrupted). Every --log-interval steps a
+line goes to stderr and a row to CKPT_DIR/metrics.jsonl; at the end the model is written to
+CKPT_DIR/final/ in HuggingFace's layout (config.json, model.safetensors, vocab.txt).
+
+Length buckets are decided when the shards are built (bert-pipeline build --num-buckets N):
+every batch comes from one bucket and is padded to its own longest sequence.
+GluonNLP's underscore spellings (--batch_size, --num_steps, ...) are accepted too.";
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "BERT pretraining (masked LM + next sentence prediction) on bert-pipeline shards",
+    after_help = AFTER_HELP
+)]
+struct Args {
+    /// Shard directory written by `bert-pipeline build` (holds manifest.json).
+    #[arg(long)]
+    shards: PathBuf,
+    /// Model-zoo name (bert_2_128_2, bert_4_256_4, bert_6_384_12, bert_12_768_12,
+    /// bert_24_1024_16) or a HuggingFace model directory (its config.json).
+    #[arg(long, default_value = "bert_12_768_12")]
+    model: String,
+    /// Start from the weights in the --model directory instead of a fresh initialisation.
+    #[arg(long)]
+    pretrained: bool,
+    /// Sequences per micro-batch (with --use-avg-len: tokens per micro-batch).
+    #[arg(long, alias = "batch_size", default_value_t = 8)]
+    batch_size: usize,
+    /// Micro-batches whose gradients are summed into one optimizer step.
+    #[arg(long, default_value_t = 1)]
+    accumulate: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Fraction of --num-steps spent warming the learning rate up linearly; it then decays
+    /// linearly to 0.
+    #[arg(long, alias = "warmup_ratio", default_value_t = 0.01)]
+    warmup_ratio: f64,
+    /// Optimizer steps.
+    #[arg(long, alias = "num_steps", default_value_t = 20)]
+    num_steps: u64,
+    /// bertadam: AdamW without bias correction (GluonNLP, Google's BERT); adamw: with it
+    /// (PyTorch). Both: weight decay 0.01 except LayerNorm and biases, gradients clipped to
+    /// global norm 1. (lamb is not implemented yet.)
+    #[arg(long, default_value = "bertadam")]
+    optimizer: String,
+    /// Size batches by tokens instead of sequences: --batch-size becomes a token budget.
+    #[arg(long, alias = "use_avg_len")]
+    use_avg_len: bool,
+    /// Re-mask every epoch from the original tokens (default: the masks stored in the shards).
+    #[arg(long, alias = "dynamic_masking")]
+    dynamic_masking: bool,
+    /// Shards to evaluate the final model on (losses and accuracies).
+    #[arg(long, alias = "data_eval")]
+    data_eval: Option<PathBuf>,
+    /// Sequences per evaluation batch.
+    #[arg(long, alias = "batch_size_eval", default_value_t = 8)]
+    batch_size_eval: usize,
+    /// Where checkpoints, metrics.jsonl and the final model go.
+    #[arg(long, alias = "ckpt_dir", default_value = "./ckpt_dir")]
+    ckpt_dir: PathBuf,
+    /// Save a checkpoint every N steps (and at the end).
+    #[arg(long, alias = "ckpt_interval", default_value_t = 250_000)]
+    ckpt_interval: u64,
+    /// Checkpoints kept; older ones are deleted once a newer one is complete.
+    #[arg(long, default_value_t = 3)]
+    keep_checkpoints: usize,
+    /// Report every N steps.
+    #[arg(long, alias = "log_interval", default_value_t = 250)]
+    log_interval: u64,
+    /// Seed of initialisation, data order, masks and dropout.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to run: cpu (burn flex), wgpu (GPU, or Mesa lavapipe), cuda (if built with it).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+}
+
+fn run(args: Args) -> Result<()> {
+    let mut config = PretrainConfig::new(args.shards);
+    config.model = ModelSource::parse(&args.model)?;
+    config.pretrained = args.pretrained;
+    config.batch_size = args.batch_size;
+    config.accumulate = args.accumulate;
+    config.lr = args.lr;
+    config.warmup_ratio = args.warmup_ratio;
+    config.num_steps = args.num_steps;
+    config.optimizer = args.optimizer.parse::<OptimizerKind>()?;
+    config.use_avg_len = args.use_avg_len;
+    config.dynamic_masking = args.dynamic_masking;
+    config.data_eval = args.data_eval;
+    config.batch_size_eval = args.batch_size_eval;
+    config.ckpt_dir = args.ckpt_dir;
+    config.ckpt_interval = args.ckpt_interval;
+    config.keep_checkpoints = args.keep_checkpoints;
+    config.log_interval = args.log_interval;
+    config.seed = args.seed;
+    config.backend = args.backend.parse::<BackendKind>()?;
+    train(&config, &RunOptions::default())?;
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    // burn-optim materialises a loaded optimizer state on burn's *default* device before moving
+    // it to the parameters' device; left alone that default is wgpu whenever it is compiled in,
+    // which a CPU run on a machine without Vulkan cannot create. Point it at --backend.
+    if std::env::var_os("BURN_DEVICE").is_none()
+        && let Ok(backend) = args.backend.parse::<BackendKind>()
+    {
+        let name = match backend {
+            BackendKind::Cpu => "flex",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        };
+        // SAFETY: no other thread exists yet (the batch loader and burn's workers start later).
+        unsafe { std::env::set_var("BURN_DEVICE", name) };
+    }
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bert-train: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! What a pretraining run is: every `bert-train` flag, checked before anything is allocated.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+use crate::model::{BertConfig, ZOO_NAMES};
+
+/// `--optimizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// GluonNLP's BERTAdam: AdamW without bias correction (as Google's BERT).
+    BertAdam,
+    /// AdamW with bias correction (PyTorch's / HuggingFace's).
+    AdamW,
+}
+
+impl core::str::FromStr for OptimizerKind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "bertadam" => Ok(Self::BertAdam),
+            "adamw" => Ok(Self::AdamW),
+            "lamb" => bail!("--optimizer lamb is not implemented yet; use bertadam or adamw"),
+            other => bail!("unknown --optimizer {other:?}; expected bertadam or adamw"),
+        }
+    }
+}
+
+/// `--model`: a model-zoo name or a HuggingFace model directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ModelSource {
+    Zoo(String),
+    Dir(PathBuf),
+}
+
+impl ModelSource {
+    /// A zoo name if it is one, else an existing directory holding `config.json`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        if ZOO_NAMES.contains(&spec) {
+            return Ok(Self::Zoo(spec.to_string()));
+        }
+        let dir = PathBuf::from(spec);
+        if dir.join("config.json").is_file() {
+            return Ok(Self::Dir(dir));
+        }
+        bail!(
+            "--model {spec:?} is neither a model-zoo name ({}) nor a directory with config.json",
+            ZOO_NAMES.join(", ")
+        )
+    }
+
+    /// The architecture; a zoo model takes the vocabulary size of the shards it trains on.
+    pub fn bert_config(&self, shard_vocab_size: usize) -> Result<BertConfig> {
+        match self {
+            Self::Zoo(name) => Ok(BertConfig::zoo(name)?.with_vocab_size(shard_vocab_size)),
+            Self::Dir(dir) => crate::checkpoint::read_config(dir),
+        }
+    }
+}
+
+/// Everything `bert-train` (pretraining) was asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PretrainConfig {
+    pub shards: PathBuf,
+    pub model: ModelSource,
+    /// Start from the weights in the `--model` directory instead of a fresh initialisation.
+    pub pretrained: bool,
+    /// Sequences per device and micro-batch; with `use_avg_len`, tokens per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients add up to one optimizer step.
+    pub accumulate: usize,
+    pub lr: f64,
+    pub warmup_ratio: f64,
+    /// Optimizer steps.
+    pub num_steps: u64,
+    pub optimizer: OptimizerKind,
+    /// Decoupled weight decay, applied to every parameter but LayerNorm's and the biases.
+    pub weight_decay: f64,
+    /// Gradients are rescaled to at most this global L2 norm.
+    pub max_grad_norm: f64,
+    pub use_avg_len: bool,
+    pub dynamic_masking: bool,
+    pub ckpt_dir: PathBuf,
+    pub ckpt_interval: u64,
+    /// Checkpoints kept (the oldest is deleted once a new one is complete).
+    pub keep_checkpoints: usize,
+    pub log_interval: u64,
+    pub seed: u64,
+    pub backend: BackendKind,
+    /// Evaluated at the end of training (`--data-eval`).
+    pub data_eval: Option<PathBuf>,
+    pub batch_size_eval: usize,
+}
+
+impl PretrainConfig {
+    /// GluonNLP's defaults for everything but the shards.
+    pub fn new(shards: PathBuf) -> Self {
+        Self {
+            shards,
+            model: ModelSource::Zoo("bert_12_768_12".into()),
+            pretrained: false,
+            batch_size: 8,
+            accumulate: 1,
+            lr: 1e-4,
+            warmup_ratio: 0.01,
+            num_steps: 20,
+            optimizer: OptimizerKind::BertAdam,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            use_avg_len: false,
+            dynamic_masking: false,
+            ckpt_dir: PathBuf::from("ckpt_dir"),
+            ckpt_interval: 250_000,
+            keep_checkpoints: 3,
+            log_interval: 250,
+            seed: 0,
+            backend: BackendKind::Cpu,
+            data_eval: None,
+            batch_size_eval: 8,
+        }
+    }
+
+    /// Reject flag values no run can use, naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        for (flag, value) in [
+            ("--batch-size", self.batch_size as u64),
+            ("--accumulate", self.accumulate as u64),
+            ("--num-steps", self.num_steps),
+            ("--ckpt-interval", self.ckpt_interval),
+            ("--log-interval", self.log_interval),
+            ("--keep-checkpoints", self.keep_checkpoints as u64),
+            ("--batch-size-eval", self.batch_size_eval as u64),
+        ] {
+            ensure!(value >= 1, "{flag} must be at least 1");
+        }
+        ensure!(
+            self.lr.is_finite() && self.lr > 0.0,
+            "--lr must be a positive number, got {}",
+            self.lr
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.warmup_ratio),
+            "--warmup-ratio must be in [0, 1], got {}",
+            self.warmup_ratio
+        );
+        ensure!(
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "weight decay must be >= 0, got {}",
+            self.weight_decay
+        );
+        ensure!(
+            self.max_grad_norm.is_finite() && self.max_grad_norm > 0.0,
+            "the gradient clipping norm must be positive, got {}",
+            self.max_grad_norm
+        );
+        if self.pretrained {
+            ensure!(
+                matches!(self.model, ModelSource::Dir(_)),
+                "--pretrained needs --model DIR (a HuggingFace directory with weights)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The settings that decide the training trajectory, as JSON: a checkpoint made under other
+    /// values cannot be continued. Logging, checkpointing and the backend may change freely.
+    pub fn trajectory_fingerprint(&self, model: &BertConfig) -> serde_json::Value {
+        serde_json::json!({
+            "model": serde_json::to_value(model).unwrap_or_default(),
+            "pretrained": self.pretrained,
+            "batch_size": self.batch_size,
+            "accumulate": self.accumulate,
+            "lr": self.lr,
+            "warmup_ratio": self.warmup_ratio,
+            "num_steps": self.num_steps,
+            "optimizer": self.optimizer,
+            "weight_decay": self.weight_decay,
+            "max_grad_norm": self.max_grad_norm,
+            "use_avg_len": self.use_avg_len,
+            "dynamic_masking": self.dynamic_masking,
+            "seed": self.seed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_optimizers_and_refuses_lamb_for_now() {
+        assert_eq!(
+            "BERTAdam".parse::<OptimizerKind>().unwrap(),
+            OptimizerKind::BertAdam
+        );
+        assert_eq!(
+            "adamw".parse::<OptimizerKind>().unwrap(),
+            OptimizerKind::AdamW
+        );
+        let err = "lamb".parse::<OptimizerKind>().unwrap_err().to_string();
+        assert!(err.contains("not implemented"), "{err}");
+    }
+
+    #[test]
+    fn model_is_a_zoo_name_or_a_config_dir() {
+        assert_eq!(
+            ModelSource::parse("bert_2_128_2").unwrap(),
+            ModelSource::Zoo("bert_2_128_2".into())
+        );
+        let err = ModelSource::parse("/nonexistent/bert")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bert_12_768_12"), "{err}");
+        let zoo = ModelSource::Zoo("bert_2_128_2".into());
+        assert_eq!(zoo.bert_config(119_547).unwrap().vocab_size, 119_547);
+    }
+
+    #[test]
+    fn rejects_unusable_flags() {
+        let mut c = PretrainConfig::new("shards".into());
+        c.validate().unwrap();
+        c.accumulate = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--accumulate")
+        );
+        c.accumulate = 1;
+        c.warmup_ratio = 1.5;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--warmup-ratio")
+        );
+        c.warmup_ratio = 0.1;
+        c.pretrained = true;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--pretrained")
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! The two pretraining losses, from a loader [`Batch`]: masked-LM cross-entropy over the masked
+//! positions (weighted by `masked_weights`, so padding predictions count for nothing) and
+//! next-sentence cross-entropy over the batch.
+
+use anyhow::{Result, ensure};
+use bert_pipeline::loader::Batch;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+use crate::model::{BertForPreTraining, BertInput};
+
+/// One batch as tensors on the training device.
+#[derive(Debug, Clone)]
+pub struct BatchTensors {
+    pub input: BertInput,
+    /// Flat `row * seq + col` indices of the scored positions.
+    pub masked_positions: Tensor<1, Int>,
+    /// The original token at each scored position.
+    pub masked_ids: Tensor<1, Int>,
+    pub masked_weights: Tensor<1>,
+    /// 0 = B follows A, 1 = random next (HF's and Google's label order).
+    pub nsp_labels: Tensor<1, Int>,
+    pub rows: usize,
+    /// Real (unpadded) tokens.
+    pub tokens: usize,
+}
+
+impl BatchTensors {
+    /// Only predictions with a non-zero weight are scored; the `[n, vocab]` logits are the
+    /// largest tensor of the step, so padding predictions are dropped before the model sees them.
+    pub fn from_batch(batch: &Batch, vocab_size: usize, device: &Device) -> Result<Self> {
+        let (rows, seq) = (batch.rows, batch.seq_len);
+        ensure!(rows > 0 && seq > 0, "empty batch from the loader");
+        if let Some(&id) = batch
+            .input_ids
+            .iter()
+            .find(|&&id| id as usize >= vocab_size)
+        {
+            anyhow::bail!(
+                "token id {id} is outside the model's vocabulary of {vocab_size}: \
+                 the shards were built with another vocabulary"
+            );
+        }
+        let mut positions = Vec::new();
+        let mut ids = Vec::new();
+        let mut weights = Vec::new();
+        for row in 0..rows {
+            for k in 0..batch.max_predictions {
+                let i = row * batch.max_predictions + k;
+                let w = batch.masked_weights[i];
+                if w != 0.0 {
+                    let pos = batch.masked_positions[i] as usize;
+                    ensure!(
+                        pos < seq,
+                        "masked position {pos} outside a row of {seq} tokens"
+                    );
+                    positions.push((row * seq + pos) as i64);
+                    ids.push(batch.masked_ids[i] as i64);
+                    weights.push(w);
+                }
+            }
+        }
+        // A batch without any masked token still needs a well-formed (zero-weight) prediction.
+        if positions.is_empty() {
+            positions.push(0);
+            ids.push(0);
+            weights.push(0.0);
+        }
+        let n = positions.len();
+        let ints2 = |v: &[u32]| {
+            let data: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+            Tensor::<2, Int>::from_data(TensorData::new(data, [rows, seq]), device)
+        };
+        let ints1 = |v: Vec<i64>| {
+            let len = v.len();
+            Tensor::<1, Int>::from_data(TensorData::new(v, [len]), device)
+        };
+        Ok(Self {
+            input: BertInput {
+                input_ids: ints2(&batch.input_ids),
+                attention_mask: ints2(&batch.attention_mask),
+                token_type_ids: ints2(&batch.segment_ids),
+            },
+            masked_positions: ints1(positions),
+            masked_ids: ints1(ids),
+            masked_weights: Tensor::<1>::from_data(TensorData::new(weights, [n]), device),
+            nsp_labels: ints1(
+                batch
+                    .next_sentence_labels
+                    .iter()
+                    .map(|&l| l as i64)
+                    .collect(),
+            ),
+            rows,
+            tokens: batch.tokens(),
+        })
+    }
+}
+
+/// The losses of one forward pass, and what the metrics need, still on the device.
+#[derive(Debug, Clone)]
+pub struct Losses {
+    /// `mlm + nsp`, what the gradients are taken of.
+    pub total: Tensor<1>,
+    /// `[mlm_loss, mlm_correct, mlm_weight, nsp_loss, nsp_correct]`, detached: one transfer
+    /// to read them all.
+    pub stats: Tensor<1>,
+}
+
+/// Per-batch numbers read back from [`Losses::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BatchStats {
+    pub mlm_loss: f64,
+    pub mlm_correct: f64,
+    pub mlm_weight: f64,
+    pub nsp_loss: f64,
+    pub nsp_correct: f64,
+}
+
+impl BatchStats {
+    pub fn read(stats: Tensor<1>) -> Result<Self> {
+        let v = stats
+            .into_data()
+            .try_to_vec_as::<f32>()
+            .map_err(|e| anyhow::anyhow!("cannot read the loss: {e:?}"))?;
+        ensure!(
+            v.len() == 5,
+            "loss statistics have {} values, not 5",
+            v.len()
+        );
+        Ok(Self {
+            mlm_loss: v[0] as f64,
+            mlm_correct: v[1] as f64,
+            mlm_weight: v[2] as f64,
+            nsp_loss: v[3] as f64,
+            nsp_correct: v[4] as f64,
+        })
+    }
+}
+
+/// Weighted mean cross-entropy and weighted count of correct argmax predictions.
+fn cross_entropy(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    weights: Tensor<1>,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let [n, _] = logits.dims();
+    let log_probs = log_softmax(logits, 1);
+    let correct = log_probs
+        .clone()
+        .detach()
+        .argmax(1)
+        .reshape([n])
+        .equal(labels.clone())
+        .float();
+    let nll = log_probs
+        .gather(1, labels.reshape([n, 1]))
+        .reshape([n])
+        .neg();
+    let weight_sum = weights.clone().sum();
+    // max(.., tiny): a batch whose predictions all have weight 0 has loss 0, not NaN.
+    let loss = (nll * weights.clone()).sum() / weight_sum.clone().clamp_min(1e-12);
+    (loss, (correct * weights).sum(), weight_sum)
+}
+
+/// Forward `model` on `batch` and compute both losses.
+pub fn pretraining_losses(model: &BertForPreTraining, batch: &BatchTensors) -> Losses {
+    let out = model.forward(batch.input.clone(), batch.masked_positions.clone());
+    let (mlm, mlm_correct, mlm_weight) = cross_entropy(
+        out.mlm_logits,
+        batch.masked_ids.clone(),
+        batch.masked_weights.clone(),
+    );
+    let nsp_weights = Tensor::<1>::ones([batch.rows], &batch.masked_weights.device());
+    let (nsp, nsp_correct, _) =
+        cross_entropy(out.nsp_logits, batch.nsp_labels.clone(), nsp_weights);
+    let stats = Tensor::cat(
+        vec![
+            mlm.clone().detach(),
+            mlm_correct,
+            mlm_weight.detach(),
+            nsp.clone().detach(),
+            nsp_correct,
+        ],
+        0,
+    );
+    Losses {
+        total: mlm + nsp,
+        stats,
+    }
+}

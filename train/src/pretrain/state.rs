@@ -1,0 +1,223 @@
+//! Training checkpoints: everything a run needs to continue on the same trajectory.
+//!
+//! `CKPT_DIR/step-00000100/` holds `model.bpk` (burnpack: the weights *and* their parameter ids,
+//! which the optimizer state is keyed by), `optimizer.bpk` (burn-optim's record) and
+//! `state.json` (step, data position, seed, and the settings the run must keep). A checkpoint
+//! is written into a hidden temporary directory and renamed into place, so a crash at any
+//! moment leaves either the complete checkpoint or none; only then are old ones deleted.
+//!
+//! Random numbers need no saved state: the backend is reseeded from `(seed, step)` before
+//! every micro-batch and the loader's shuffles and masks are functions of `(seed, epoch,
+//! shard)`, so the step and the loader position determine them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use bert_pipeline::loader::LoaderPosition;
+use burn::optim::{ModuleOptimizer, OptimizerRecord};
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::model::BertForPreTraining;
+
+const STATE_VERSION: u32 = 1;
+const PREFIX: &str = "step-";
+
+/// `state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub format_version: u32,
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Where the loader continues.
+    pub loader: LoaderPosition,
+    pub seed: u64,
+    /// `PretrainConfig::trajectory_fingerprint` of the run that wrote it.
+    pub settings: serde_json::Value,
+    /// SHA-256 of the shard manifest's vocabulary and the instance count: the same data.
+    pub data: serde_json::Value,
+}
+
+/// A complete checkpoint found on disk.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub dir: PathBuf,
+    pub state: TrainState,
+}
+
+fn step_dir_name(step: u64) -> String {
+    format!("{PREFIX}{step:08}")
+}
+
+/// Complete checkpoints in `ckpt_dir`, oldest first.
+pub fn list(ckpt_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = match fs::read_dir(ckpt_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", ckpt_dir.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(step) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if entry.path().join("state.json").is_file() {
+            found.push((step, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The newest checkpoint, with its `state.json` read.
+pub fn latest(ckpt_dir: &Path) -> Result<Option<Found>> {
+    let Some((_, dir)) = list(ckpt_dir)?.pop() else {
+        return Ok(None);
+    };
+    let path = dir.join("state.json");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let state: TrainState = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a bert-train checkpoint state", path.display()))?;
+    ensure!(
+        state.format_version == STATE_VERSION,
+        "{} has checkpoint format version {}; this bert-train reads version {STATE_VERSION}",
+        path.display(),
+        state.format_version
+    );
+    Ok(Some(Found { dir, state }))
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot flush {}", path.display()))
+}
+
+/// Write a checkpoint atomically, then delete all but the newest `keep`.
+pub fn save(
+    ckpt_dir: &Path,
+    state: &TrainState,
+    model: &BertForPreTraining,
+    optimizer: &ModuleOptimizer,
+    keep: usize,
+) -> Result<PathBuf> {
+    fs::create_dir_all(ckpt_dir)
+        .with_context(|| format!("cannot create checkpoint directory {}", ckpt_dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".incomplete-")
+        .tempdir_in(ckpt_dir)
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}",
+                ckpt_dir.display()
+            )
+        })?;
+
+    let model_path = tmp.path().join("model.bpk");
+    let mut store = BurnpackStore::from_file(&model_path);
+    model
+        .save_into(&mut store)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", model_path.display()))?;
+    sync_file(&model_path)?;
+
+    let optim_path = tmp.path().join("optimizer.bpk");
+    let bytes = optimizer
+        .to_record()
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot serialise the optimizer state: {e}"))?;
+    fs::write(&optim_path, &bytes[..])
+        .with_context(|| format!("cannot write {}", optim_path.display()))?;
+    sync_file(&optim_path)?;
+
+    let state_path = tmp.path().join("state.json");
+    fs::write(&state_path, serde_json::to_vec_pretty(state)?)
+        .with_context(|| format!("cannot write {}", state_path.display()))?;
+    sync_file(&state_path)?;
+
+    let final_dir = ckpt_dir.join(step_dir_name(state.step));
+    if final_dir.exists() {
+        // Only a run that re-did steps after a crash gets here; the trajectory is the same.
+        fs::remove_dir_all(&final_dir)
+            .with_context(|| format!("cannot replace {}", final_dir.display()))?;
+    }
+    let tmp = tmp.keep();
+    fs::rename(&tmp, &final_dir).with_context(|| {
+        format!(
+            "cannot move {} into place at {}",
+            tmp.display(),
+            final_dir.display()
+        )
+    })?;
+    // The rename itself must survive a power cut before older checkpoints go.
+    if let Ok(dir) = fs::File::open(ckpt_dir) {
+        let _ = dir.sync_all();
+    }
+
+    let all = list(ckpt_dir)?;
+    for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
+        fs::remove_dir_all(old)
+            .with_context(|| format!("cannot delete old checkpoint {}", old.display()))?;
+    }
+    Ok(final_dir)
+}
+
+/// Delete temporary directories left by a run killed while checkpointing.
+pub fn remove_incomplete(ckpt_dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(ckpt_dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".incomplete-")
+        {
+            fs::remove_dir_all(entry.path())
+                .with_context(|| format!("cannot delete {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Load a checkpoint's weights (with their parameter ids) into `model` and its optimizer state.
+pub fn load(
+    found: &Found,
+    mut model: BertForPreTraining,
+    optimizer: ModuleOptimizer,
+) -> Result<(BertForPreTraining, ModuleOptimizer)> {
+    let model_path = found.dir.join("model.bpk");
+    ensure!(model_path.is_file(), "{} is missing", model_path.display());
+    let mut store = BurnpackStore::from_file(&model_path);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", model_path.display()))?;
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        bail!(
+            "{} does not fit the model ({} missing, {} errors; first: {})",
+            model_path.display(),
+            result.missing.len(),
+            result.errors.len(),
+            result
+                .missing
+                .first()
+                .map(|(p, _)| p.clone())
+                .or_else(|| result.errors.first().map(|e| e.to_string()))
+                .unwrap_or_default()
+        );
+    }
+    let optim_path = found.dir.join("optimizer.bpk");
+    let bytes =
+        fs::read(&optim_path).with_context(|| format!("cannot read {}", optim_path.display()))?;
+    let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", optim_path.display()))?;
+    Ok((model, optimizer.load_record(record)))
+}

@@ -1,0 +1,412 @@
+//! The pretraining loop: shards → batches → MLM + NSP loss → clipped, accumulated gradients →
+//! BERTAdam/AdamW under the warmup/decay schedule; logs, checkpoints, resumes.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail, ensure};
+use bert_pipeline::ShardSet;
+use bert_pipeline::loader::{BatchLoader, DynamicMasking, LoaderConfig, LoaderPosition};
+use bert_pipeline::masking::MaskingParams;
+use bert_pipeline::shards::manifest::Manifest;
+use bert_pipeline::vocab::{Vocab, sha256_hex};
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+
+use super::config::{ModelSource, PretrainConfig};
+use super::eval::{EvalResult, evaluate};
+use super::init::init_from_scratch;
+use super::loss::{BatchStats, BatchTensors, pretraining_losses};
+use super::metrics::{Interval, MetricsLog, MetricsRow};
+use super::optim::{build_optimizer, clip_global_norm};
+use super::schedule::LinearSchedule;
+use super::state::{self, TrainState};
+use crate::checkpoint::{
+    copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining, write_atomic,
+};
+use crate::model::{BertConfig, BertForPreTraining};
+
+/// How to run, beside what to train (nothing here changes the trajectory).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stop after this optimizer step as if killed (tests of resuming); `None`: run to the end.
+    pub stop_after: Option<u64>,
+    /// Print the log lines and notes on stderr.
+    pub print: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            stop_after: None,
+            print: true,
+        }
+    }
+}
+
+/// What a run ended with.
+pub struct Summary {
+    /// The trained model, without autodiff.
+    pub model: BertForPreTraining,
+    pub config: BertConfig,
+    /// Optimizer steps done in total.
+    pub step: u64,
+    /// The checkpoint step this run continued from.
+    pub resumed_from: Option<u64>,
+    pub last_metrics: Option<MetricsRow>,
+    /// The HuggingFace directory written at the end of training.
+    pub final_dir: Option<PathBuf>,
+    pub eval: Option<EvalResult>,
+}
+
+/// The backend's generator is reseeded before every micro-batch from these coordinates, so
+/// dropout masks are a function of the step and a resumed run draws the same ones.
+fn micro_batch_seed(seed: u64, step: u64, micro: usize) -> u64 {
+    let mut z = seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (micro as u64).rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The shards' vocabulary, loaded again (for re-masking and `vocab.txt`), if it is still the
+/// one they were built with.
+fn shard_vocab(manifest: &Manifest) -> Result<Vocab> {
+    let info = &manifest.vocab;
+    let vocab = Vocab::load(&info.name, Some(info.lowercase))
+        .with_context(|| format!("cannot load the shards' vocabulary {:?}", info.name))?;
+    ensure!(
+        vocab.sha256 == info.sha256,
+        "vocabulary {:?} has changed since the shards were built (sha256 {} vs {})",
+        info.name,
+        vocab.sha256,
+        info.sha256
+    );
+    Ok(vocab)
+}
+
+fn dynamic_masking(manifest: &Manifest) -> Result<DynamicMasking> {
+    let vocab = shard_vocab(manifest).context("--dynamic-masking needs the shards' vocabulary")?;
+    Ok(DynamicMasking {
+        params: MaskingParams {
+            masked_lm_prob: manifest.config.masked_lm_prob,
+            max_predictions_per_seq: manifest.config.max_predictions_per_seq,
+            whole_word_mask: manifest.config.whole_word_mask,
+        },
+        cls_id: manifest.vocab.cls_id,
+        sep_id: manifest.vocab.sep_id,
+        mask_id: manifest.vocab.mask_id,
+        is_continuation: vocab.is_continuation,
+    })
+}
+
+/// The model and the shards must agree on the vocabulary and the sequence length.
+fn check_model_fits_data(
+    config: &PretrainConfig,
+    model: &BertConfig,
+    manifest: &Manifest,
+) -> Result<()> {
+    let vocab = &manifest.vocab;
+    ensure!(
+        model.vocab_size == vocab.size,
+        "the model has a vocabulary of {} tokens but the shards in {} were built with {:?} \
+         ({} tokens): build the shards with the model's vocabulary (bert-pipeline build --vocab \
+         MODEL_DIR/vocab.txt) or choose a model of that vocabulary",
+        model.vocab_size,
+        config.shards.display(),
+        vocab.name,
+        vocab.size
+    );
+    if let ModelSource::Dir(dir) = &config.model {
+        let path = dir.join("vocab.txt");
+        if let Ok(bytes) = std::fs::read(&path) {
+            ensure!(
+                sha256_hex(&bytes) == vocab.sha256,
+                "{} is not the vocabulary the shards were built with ({:?}): the token ids \
+                 would mean other words; rebuild the shards with --vocab {}",
+                path.display(),
+                vocab.name,
+                path.display()
+            );
+        }
+    }
+    ensure!(
+        manifest.config.max_seq_length <= model.max_position_embeddings,
+        "the shards have sequences of up to {} tokens, the model only {} positions",
+        manifest.config.max_seq_length,
+        model.max_position_embeddings
+    );
+    Ok(())
+}
+
+/// What identifies the data a checkpoint was trained on.
+fn data_fingerprint(manifest: &Manifest) -> serde_json::Value {
+    serde_json::json!({
+        "vocab_sha256": manifest.vocab.sha256,
+        "instances": manifest.totals.instances,
+        "shards": manifest.shards.len(),
+    })
+}
+
+/// Name the settings that differ between a checkpoint and this run.
+fn differing_keys(saved: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
+    let (Some(saved), Some(now)) = (saved.as_object(), now.as_object()) else {
+        return vec!["(all)".into()];
+    };
+    let mut keys: Vec<String> = saved
+        .keys()
+        .chain(now.keys())
+        .filter(|k| saved.get(*k) != now.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: {} then, {} now",
+                saved.get(k).unwrap_or(&serde_json::Value::Null),
+                now.get(k).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect();
+    keys.dedup();
+    keys
+}
+
+/// Write the final model in HuggingFace's layout, with the vocabulary it was trained on.
+fn write_final(
+    config: &PretrainConfig,
+    model: &BertForPreTraining,
+    bert_config: &BertConfig,
+    manifest: &Manifest,
+) -> Result<PathBuf> {
+    let dir = config.ckpt_dir.join("final");
+    save_bert_for_pretraining(model, bert_config, &dir)?;
+    match &config.model {
+        ModelSource::Dir(source) if source.join("vocab.txt").is_file() => {
+            copy_tokenizer_files(source, &dir)?
+        }
+        _ => {
+            let vocab = shard_vocab(manifest)?;
+            let mut text = vocab.tokens.join("\n");
+            text.push('\n');
+            write_atomic(&dir.join("vocab.txt"), text.as_bytes())?;
+            let tokenizer_config = serde_json::json!({
+                "do_lower_case": vocab.lowercase,
+                "tokenizer_class": "BertTokenizer",
+                "model_max_length": bert_config.max_position_embeddings,
+            });
+            write_atomic(
+                &dir.join("tokenizer_config.json"),
+                serde_json::to_string_pretty(&tokenizer_config)?.as_bytes(),
+            )?;
+        }
+    }
+    Ok(dir)
+}
+
+fn note(opts: &RunOptions, message: impl AsRef<str>) {
+    if opts.print {
+        eprintln!("{}", message.as_ref());
+    }
+}
+
+/// Train as `config` says, continuing from the newest checkpoint in `config.ckpt_dir` if any.
+pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
+    config.validate()?;
+    let set = ShardSet::open(&config.shards)?;
+    let manifest = set.manifest().clone();
+    let bert_config = config.model.bert_config(manifest.vocab.size)?;
+    check_model_fits_data(config, &bert_config, &manifest)?;
+    if let Some(eval_dir) = &config.data_eval {
+        let eval_manifest = ShardSet::open(eval_dir)?.manifest().clone();
+        ensure!(
+            eval_manifest.vocab.sha256 == manifest.vocab.sha256,
+            "--data-eval {} was built with another vocabulary than --shards",
+            eval_dir.display()
+        );
+    }
+    let device = config.backend.device()?.autodiff();
+    let settings = config.trajectory_fingerprint(&bert_config);
+    let data = data_fingerprint(&manifest);
+
+    state::remove_incomplete(&config.ckpt_dir)?;
+    let resume = state::latest(&config.ckpt_dir)?;
+    let optimizer = build_optimizer(config.optimizer, config.weight_decay);
+    let (model, mut optimizer, start_step, mut position) = match &resume {
+        Some(found) => {
+            let differ = differing_keys(&found.state.settings, &settings);
+            if !differ.is_empty() {
+                bail!(
+                    "{} holds a checkpoint of a run with other settings ({}); rerun with the \
+                     same flags to continue it, or give another --ckpt-dir",
+                    found.dir.display(),
+                    differ.join("; ")
+                );
+            }
+            ensure!(
+                found.state.data == data,
+                "{} was trained on other shards ({}), not {}; give another --ckpt-dir",
+                found.dir.display(),
+                found.state.data,
+                config.shards.display()
+            );
+            let fresh = BertForPreTraining::new(&bert_config, &device);
+            let (model, optimizer) = state::load(found, fresh, optimizer)?;
+            note(
+                opts,
+                format!(
+                    "resuming from {} (step {})",
+                    found.dir.display(),
+                    found.state.step
+                ),
+            );
+            (model, optimizer, found.state.step, found.state.loader)
+        }
+        None => {
+            let model = match (&config.model, config.pretrained) {
+                (ModelSource::Dir(dir), true) => load_pretraining_dir(dir, &device)?.0,
+                _ => init_from_scratch(&bert_config, config.seed, &device),
+            };
+            (model, optimizer, 0, LoaderPosition::default())
+        }
+    };
+    // Track gradients of every parameter, however it was created or loaded.
+    let mut model = model.train();
+
+    std::fs::create_dir_all(&config.ckpt_dir)
+        .with_context(|| format!("cannot create {}", config.ckpt_dir.display()))?;
+    let metrics = MetricsLog::open(&config.ckpt_dir, start_step)?;
+    let loader_config = LoaderConfig {
+        // With --use-avg-len, --batch-size is a token budget; rows are bounded by it too.
+        batch_size: config.batch_size,
+        tokens_per_batch: config.use_avg_len.then_some(config.batch_size),
+        seed: config.seed,
+        rank: 0,
+        world: 1,
+        dynamic_masking: if config.dynamic_masking {
+            Some(dynamic_masking(&manifest)?)
+        } else {
+            None
+        },
+        prefetch: 4,
+    };
+    let mut loader = BatchLoader::new(set, loader_config, position)?;
+    let schedule = LinearSchedule::new(config.lr, config.warmup_ratio, config.num_steps);
+    let end = opts
+        .stop_after
+        .map_or(config.num_steps, |s| s.min(config.num_steps));
+    let mut interval = Interval::default();
+    let mut last_metrics = None;
+    if start_step == 0 {
+        note(
+            opts,
+            format!(
+                "pretraining {} parameters for {} steps on {} ({} instances in {} shards)",
+                bert_config.num_params(),
+                config.num_steps,
+                config.backend,
+                manifest.totals.instances,
+                manifest.shards.len()
+            ),
+        );
+    }
+
+    for step in start_step + 1..=end {
+        let mut accumulator = GradientsAccumulator::<BertForPreTraining>::new();
+        for micro in 0..config.accumulate {
+            let batch = loader
+                .next()
+                .context("the batch loader stopped unexpectedly")??;
+            position = batch.position_after;
+            device.seed(micro_batch_seed(config.seed, step, micro));
+            let tensors = BatchTensors::from_batch(&batch, bert_config.vocab_size, &device)?;
+            let losses = pretraining_losses(&model, &tensors);
+            let stats = BatchStats::read(losses.stats)?;
+            if !(stats.mlm_loss.is_finite() && stats.nsp_loss.is_finite()) {
+                bail!(
+                    "the loss is not finite at step {step} (MLM {}, NSP {}); stopped without \
+                     saving, so the newest checkpoint in {} is the last good state. Try a lower \
+                     --lr or a longer warmup (--warmup-ratio)",
+                    stats.mlm_loss,
+                    stats.nsp_loss,
+                    config.ckpt_dir.display()
+                );
+            }
+            interval.add_batch(&stats, batch.rows, tensors.tokens);
+            let loss = if config.accumulate > 1 {
+                losses.total.div_scalar(config.accumulate as f64)
+            } else {
+                losses.total
+            };
+            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        }
+        let mut grads = accumulator.grads();
+        let norm = clip_global_norm(&model, &mut grads, config.max_grad_norm);
+        ensure!(
+            norm.is_finite(),
+            "the gradient norm is not finite at step {step}; stopped without saving, so the \
+             newest checkpoint in {} is the last good state. Try a lower --lr",
+            config.ckpt_dir.display()
+        );
+        let lr = schedule.lr(step);
+        model = optimizer.step(lr, model, grads);
+        interval.add_step(norm);
+
+        if step % config.log_interval == 0 || step == config.num_steps {
+            let row = interval.finish(step, lr);
+            note(opts, row.line(config.num_steps));
+            metrics.append(&row)?;
+            last_metrics = Some(row);
+        }
+        if step % config.ckpt_interval == 0 || step == config.num_steps {
+            let train_state = TrainState {
+                format_version: 1,
+                step,
+                loader: position,
+                seed: config.seed,
+                settings: settings.clone(),
+                data: data.clone(),
+            };
+            state::save(
+                &config.ckpt_dir,
+                &train_state,
+                &model,
+                &optimizer,
+                config.keep_checkpoints,
+            )?;
+        }
+    }
+
+    let step = end.max(start_step);
+    let model = model.valid();
+    let mut summary = Summary {
+        model,
+        config: bert_config,
+        step,
+        resumed_from: resume.map(|f| f.state.step),
+        last_metrics,
+        final_dir: None,
+        eval: None,
+    };
+    if step >= config.num_steps {
+        let dir = write_final(config, &summary.model, &summary.config, &manifest)?;
+        note(
+            opts,
+            format!("final model (HuggingFace layout): {}", dir.display()),
+        );
+        summary.final_dir = Some(dir);
+        if let Some(eval_dir) = &config.data_eval {
+            let result = evaluate(&summary.model, eval_dir, config.batch_size_eval)?;
+            note(
+                opts,
+                format!(
+                    "eval on {}: mlm_loss {:.4}  nsp_loss {:.4}  mlm_acc {:.4}  nsp_acc {:.4} ({} sequences)",
+                    eval_dir.display(),
+                    result.mlm_loss,
+                    result.nsp_loss,
+                    result.mlm_acc,
+                    result.nsp_acc,
+                    result.sequences
+                ),
+            );
+            metrics.append(&serde_json::json!({ "step": step, "eval": result }))?;
+            summary.eval = Some(result);
+        }
+    }
+    Ok(summary)
+}
