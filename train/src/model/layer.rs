@@ -2,10 +2,11 @@
 
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
+use burn::tensor::activation::{gelu_approximate, relu};
 
 use super::attention::{BertAttention, PaddingMask};
 use super::config::{Activation, BertConfig};
+use super::gelu::gelu;
 
 /// Applies `hidden_act`; GELU is the exact erf form, as in HF's BERT.
 pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {

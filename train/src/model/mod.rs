@@ -6,6 +6,7 @@ pub mod attention;
 pub mod bert;
 pub mod config;
 pub mod embeddings;
+pub mod gelu;
 pub mod heads;
 pub mod layer;
 pub mod pooler;
