@@ -28,7 +28,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let text = std::fs::read_to_string(&args.tsv).with_context(|| format!("{}", args.tsv.display()))?;
+    let text =
+        std::fs::read_to_string(&args.tsv).with_context(|| format!("{}", args.tsv.display()))?;
     let sentences: Vec<String> = text
         .lines()
         .skip(1)

@@ -27,7 +27,10 @@ impl core::fmt::Display for TensorProblem {
                 name,
                 expected,
                 found,
-            } => write!(f, "tensor {name} has shape {found:?}, the model needs {expected:?}"),
+            } => write!(
+                f,
+                "tensor {name} has shape {found:?}, the model needs {expected:?}"
+            ),
             Self::Other { name, message } => write!(f, "tensor {name}: {message}"),
         }
     }

@@ -21,7 +21,7 @@ pub mod model;
 pub mod pretrain;
 
 pub use backend::BackendKind;
-pub use error::{BertError, TensorProblem};
-pub use model::{BertConfig, BertForPreTraining, BertInput, BertModel, BertModelOutput};
 #[cfg(feature = "std")]
 pub use embed::{BertEmbedding, SentenceEmbedding};
+pub use error::{BertError, TensorProblem};
+pub use model::{BertConfig, BertForPreTraining, BertInput, BertModel, BertModelOutput};

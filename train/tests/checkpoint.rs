@@ -13,7 +13,9 @@ use common::*;
 use safetensors::SafeTensors;
 
 fn tiny_config() -> BertConfig {
-    let mut config = BertConfig::zoo("bert_2_128_2").unwrap().with_vocab_size(120);
+    let mut config = BertConfig::zoo("bert_2_128_2")
+        .unwrap()
+        .with_vocab_size(120);
     config.max_position_embeddings = 64;
     config
 }
@@ -37,7 +39,14 @@ fn rewrite(
         .tensors()
         .into_iter()
         .filter_map(|(name, view)| {
-            edit(&name).map(|new| (new, view.dtype(), view.shape().to_vec(), view.data().to_vec()))
+            edit(&name).map(|new| {
+                (
+                    new,
+                    view.dtype(),
+                    view.shape().to_vec(),
+                    view.data().to_vec(),
+                )
+            })
         })
         .collect();
     tensors.extend(extra);
@@ -66,9 +75,17 @@ fn export_then_import_reproduces_the_model_exactly() {
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut names = st.names();
     names.sort();
-    assert!(names.contains(&"encoder.layer.1.attention.self.query.weight"), "{names:?}");
+    assert!(
+        names.contains(&"encoder.layer.1.attention.self.query.weight"),
+        "{names:?}"
+    );
     assert!(names.contains(&"embeddings.LayerNorm.weight"), "{names:?}");
-    assert_eq!(st.tensor("encoder.layer.0.intermediate.dense.weight").unwrap().shape(), [512, 128]);
+    assert_eq!(
+        st.tensor("encoder.layer.0.intermediate.dense.weight")
+            .unwrap()
+            .shape(),
+        [512, 128]
+    );
     // 5 embedding tensors + 16 per layer + 2 pooler.
     assert_eq!(names.len(), 5 + 2 * 16 + 2, "{names:?}");
 }
@@ -82,20 +99,38 @@ fn accepts_bert_prefix_gamma_beta_and_skips_position_ids() {
     let renamed = rewrite(
         &bytes,
         |name| {
-            let name = name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
+            let name = name
+                .replace("LayerNorm.weight", "LayerNorm.gamma")
+                .replace("LayerNorm.bias", "LayerNorm.beta");
             Some(format!("bert.{name}"))
         },
         vec![
-            ("bert.embeddings.position_ids".into(), safetensors::Dtype::I64, vec![1, 64], i64_bytes(&(0..64).collect::<Vec<_>>())),
-            ("cls.seq_relationship.bias".into(), safetensors::Dtype::F32, vec![2], f32_bytes(&[0.0, 0.0])),
+            (
+                "bert.embeddings.position_ids".into(),
+                safetensors::Dtype::I64,
+                vec![1, 64],
+                i64_bytes(&(0..64).collect::<Vec<_>>()),
+            ),
+            (
+                "cls.seq_relationship.bias".into(),
+                safetensors::Dtype::F32,
+                vec![2],
+                f32_bytes(&[0.0, 0.0]),
+            ),
         ],
     );
     let tensors = HfTensors::from_bytes(renamed, "renamed.safetensors").unwrap();
     let (loaded, report) = load_bert_model(&config, &tensors, &device).unwrap();
     assert_eq!(hidden(&model, &device), hidden(&loaded, &device));
     let ignored: Vec<&str> = report.ignored.iter().map(|(k, _)| k.as_str()).collect();
-    assert!(ignored.contains(&"bert.embeddings.position_ids"), "{ignored:?}");
-    assert!(ignored.contains(&"cls.seq_relationship.bias"), "{ignored:?}");
+    assert!(
+        ignored.contains(&"bert.embeddings.position_ids"),
+        "{ignored:?}"
+    );
+    assert!(
+        ignored.contains(&"cls.seq_relationship.bias"),
+        "{ignored:?}"
+    );
 }
 
 #[test]
@@ -109,7 +144,12 @@ fn every_missing_or_misshaped_tensor_is_named() {
         vec![128, 64],
         f32_bytes(&vec![0.0; 128 * 64]),
     )];
-    extra.push(("encoder.layer.0.intermediate.dense.bias".into(), safetensors::Dtype::F32, vec![7], f32_bytes(&[0.0; 7])));
+    extra.push((
+        "encoder.layer.0.intermediate.dense.bias".into(),
+        safetensors::Dtype::F32,
+        vec![7],
+        f32_bytes(&[0.0; 7]),
+    ));
     let broken = rewrite(
         &bytes,
         |name| {
@@ -124,7 +164,9 @@ fn every_missing_or_misshaped_tensor_is_named() {
         extra,
     );
     let tensors = HfTensors::from_bytes(broken, "broken.safetensors").unwrap();
-    let err = load_bert_model(&config, &tensors, &device).unwrap_err().to_string();
+    let err = load_bert_model(&config, &tensors, &device)
+        .unwrap_err()
+        .to_string();
     for needle in [
         "broken.safetensors",
         "missing tensor encoder.layer.1.output.dense.bias",
@@ -146,11 +188,19 @@ fn a_config_that_disagrees_with_the_weights_is_diagnosed() {
     wrong.num_hidden_layers = 3;
     wrong.hidden_size = 256;
     wrong.num_attention_heads = 4;
-    let err = load_bert_model(&wrong, &tensors, &device).unwrap_err().to_string();
-    assert!(err.contains("config.json disagrees with the weights"), "{err}");
+    let err = load_bert_model(&wrong, &tensors, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config.json disagrees with the weights"),
+        "{err}"
+    );
     assert!(err.contains("hidden_size 256 vs 128"), "{err}");
     assert!(err.contains("num_hidden_layers 3 vs 2"), "{err}");
-    assert!(err.contains("missing tensor encoder.layer.2.attention.self.query.weight"), "{err}");
+    assert!(
+        err.contains("missing tensor encoder.layer.2.attention.self.query.weight"),
+        "{err}"
+    );
 
     let garbage = HfTensors::from_bytes(b"not a safetensors file".to_vec(), "junk.safetensors");
     let err = garbage.err().expect("garbage must not parse").to_string();
@@ -168,7 +218,11 @@ fn padding_never_changes_the_real_tokens() {
     // Row 1 of the batch is [2, 11, 3] padded to 6 tokens.
     let h = config.hidden_size;
     let row1 = &batched[6 * h..6 * h + 3 * h];
-    assert!(max_abs_diff(&alone, row1) < 1e-5, "{}", max_abs_diff(&alone, row1));
+    assert!(
+        max_abs_diff(&alone, row1) < 1e-5,
+        "{}",
+        max_abs_diff(&alone, row1)
+    );
 }
 
 #[test]
@@ -176,8 +230,17 @@ fn a_checkpoint_without_pooler_loads_without_one() {
     let device = device(BackendKind::Cpu);
     let config = tiny_config();
     let model = BertModel::new(&config, &device);
-    let bytes = rewrite(&to_hf_safetensors(&model).unwrap(), |n| (!n.starts_with("pooler.")).then(|| n.to_string()), vec![]);
-    let (loaded, report) = load_bert_model(&config, &HfTensors::from_bytes(bytes, "m").unwrap(), &device).unwrap();
+    let bytes = rewrite(
+        &to_hf_safetensors(&model).unwrap(),
+        |n| (!n.starts_with("pooler.")).then(|| n.to_string()),
+        vec![],
+    );
+    let (loaded, report) = load_bert_model(
+        &config,
+        &HfTensors::from_bytes(bytes, "m").unwrap(),
+        &device,
+    )
+    .unwrap();
     assert!(!report.has_pooler);
     let out = loaded.forward(sample_input(&device));
     assert!(out.pooler_output.is_none());
@@ -192,8 +255,18 @@ fn pretraining_model_round_trips_with_heads() {
     let dir = tempfile::tempdir().unwrap();
     save_bert_for_pretraining(&model, &config, dir.path()).unwrap();
     let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
-    let names = SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect::<Vec<_>>();
-    for key in ["bert.embeddings.word_embeddings.weight", "cls.predictions.bias", "cls.predictions.transform.LayerNorm.weight", "cls.seq_relationship.weight"] {
+    let names = SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    for key in [
+        "bert.embeddings.word_embeddings.weight",
+        "cls.predictions.bias",
+        "cls.predictions.transform.LayerNorm.weight",
+        "cls.seq_relationship.weight",
+    ] {
         assert!(names.iter().any(|n| n == key), "{key} not in {names:?}");
     }
 
@@ -207,13 +280,20 @@ fn pretraining_model_round_trips_with_heads() {
 
     // The encoder alone loads from the same file (bert. prefix, heads ignored).
     let (encoder, _, report) = load_model_dir(dir.path(), &device).unwrap();
-    assert!(report.ignored.iter().any(|(k, _)| k == "cls.predictions.bias"));
+    assert!(
+        report
+            .ignored
+            .iter()
+            .any(|(k, _)| k == "cls.predictions.bias")
+    );
     assert_eq!(hidden(&encoder, &device), hidden(&model.bert, &device));
 
     // ...but an encoder-only file cannot make a pretraining model: the heads are named.
     let enc_dir = tempfile::tempdir().unwrap();
     save_bert_model(&model.bert, &config, enc_dir.path()).unwrap();
     let tensors = HfTensors::from_file(&enc_dir.path().join("model.safetensors")).unwrap();
-    let err = load_bert_for_pretraining(&config, &tensors, &device).unwrap_err().to_string();
+    let err = load_bert_for_pretraining(&config, &tensors, &device)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing tensor cls.predictions.bias"), "{err}");
 }

@@ -21,7 +21,10 @@ fn stderr(out: &Output) -> String {
 
 fn expect_error(out: &Output, needles: &[&str]) {
     let err = stderr(out);
-    assert!(!out.status.success(), "expected failure, got success; stderr:\n{err}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr:\n{err}"
+    );
     assert!(!err.contains("panicked"), "bert-embed panicked:\n{err}");
     for needle in needles {
         assert!(err.contains(needle), "{needle:?} not in stderr:\n{err}");
@@ -37,7 +40,11 @@ fn json_rows(out: &Output) -> Vec<serde_json::Value> {
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn minilm() -> String {
@@ -47,7 +54,8 @@ fn minilm() -> String {
 #[test]
 fn json_sentence_vectors_equal_sentence_transformers() {
     let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("minilm_reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture("minilm_reference.json")).unwrap())
+            .unwrap();
     let sentences: Vec<String> = reference["sentences"]
         .as_array()
         .unwrap()
@@ -66,12 +74,24 @@ fn json_sentence_vectors_equal_sentence_transformers() {
     }
 
     let model = minilm();
-    let mut args = vec!["--model", &model, "--pooling", "mean", "--normalize", "--batch-size", "4", "--sentences"];
+    let mut args = vec![
+        "--model",
+        &model,
+        "--pooling",
+        "mean",
+        "--normalize",
+        "--batch-size",
+        "4",
+        "--sentences",
+    ];
     args.extend(sentences.iter().map(String::as_str));
     let out = bert_embed(&args);
     let rows = json_rows(&out);
     assert_eq!(rows.len(), sentences.len());
-    let ours: Vec<f32> = rows.iter().flat_map(|r| floats(&r["sentence_embedding"])).collect();
+    let ours: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| floats(&r["sentence_embedding"]))
+        .collect();
     let err = max_abs_diff(&ours, &expected);
     eprintln!("bert-embed vs sentence-transformers: max abs diff {err:.3e}");
     assert!(err < 1e-4, "{err}");
@@ -79,22 +99,47 @@ fn json_sentence_vectors_equal_sentence_transformers() {
         assert_eq!(row["text"], sentence.as_str());
         let tokens = row["tokens"].as_array().unwrap();
         assert_eq!(tokens[0], "[CLS]");
-        assert_eq!(row["token_embeddings"].as_array().unwrap().len(), tokens.len());
+        assert_eq!(
+            row["token_embeddings"].as_array().unwrap().len(),
+            tokens.len()
+        );
     }
     // The long sentence in the reference is cut to 256 tokens, with one warning.
-    assert_eq!(stderr(&out).matches("truncated").count(), 1, "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("truncated").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn defaults_come_from_the_sentence_transformers_files() {
     let model = minilm();
-    let rows = json_rows(&bert_embed(&["--model", &model, "--no-token-embeddings", "--sentences", "A cat sat."]));
+    let rows = json_rows(&bert_embed(&[
+        "--model",
+        &model,
+        "--no-token-embeddings",
+        "--sentences",
+        "A cat sat.",
+    ]));
     let v = floats(&rows[0]["sentence_embedding"]);
     let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    assert!((norm - 1.0).abs() < 1e-5, "MiniLM's Normalize module is the default: {norm}");
+    assert!(
+        (norm - 1.0).abs() < 1e-5,
+        "MiniLM's Normalize module is the default: {norm}"
+    );
     assert!(rows[0].get("token_embeddings").is_none());
 
-    let rows = json_rows(&bert_embed(&["--model", &model, "--no-normalize", "--pooling", "cls", "--sentences", "A cat sat."]));
+    let rows = json_rows(&bert_embed(&[
+        "--model",
+        &model,
+        "--no-normalize",
+        "--pooling",
+        "cls",
+        "--sentences",
+        "A cat sat.",
+    ]));
     let v = floats(&rows[0]["sentence_embedding"]);
     let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() > 1e-3, "--no-normalize: {norm}");
@@ -108,21 +153,58 @@ fn oov_way_folds_word_pieces_into_words() {
     let model = minilm();
     let text = "Unaffable tokenizers embed Zürich.";
     let pieces = json_rows(&bert_embed(&["--model", &model, "--sentences", text]));
-    let piece_tokens: Vec<&str> = pieces[0]["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-    assert!(piece_tokens.iter().any(|t| t.starts_with("##")), "{piece_tokens:?}");
+    let piece_tokens: Vec<&str> = pieces[0]["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        piece_tokens.iter().any(|t| t.starts_with("##")),
+        "{piece_tokens:?}"
+    );
 
     for way in ["avg", "sum", "last"] {
-        let rows = json_rows(&bert_embed(&["--model", &model, "--oov-way", way, "--sentences", text]));
-        let words: Vec<&str> = rows[0]["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-        assert_eq!(words, ["Unaffable", "tokenizers", "embed", "Zürich", "."], "{way}");
+        let rows = json_rows(&bert_embed(&[
+            "--model",
+            &model,
+            "--oov-way",
+            way,
+            "--sentences",
+            text,
+        ]));
+        let words: Vec<&str> = rows[0]["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            words,
+            ["Unaffable", "tokenizers", "embed", "Zürich", "."],
+            "{way}"
+        );
         assert_eq!(rows[0]["token_embeddings"].as_array().unwrap().len(), 5);
     }
     // avg of the pieces of the first word, checked against the unfolded output.
-    let rows = json_rows(&bert_embed(&["--model", &model, "--oov-way", "avg", "--sentences", text]));
-    let n = piece_tokens.iter().skip(2).take_while(|t| t.starts_with("##")).count() + 1;
+    let rows = json_rows(&bert_embed(&[
+        "--model",
+        &model,
+        "--oov-way",
+        "avg",
+        "--sentences",
+        text,
+    ]));
+    let n = piece_tokens
+        .iter()
+        .skip(2)
+        .take_while(|t| t.starts_with("##"))
+        .count()
+        + 1;
     let mut mean = vec![0.0f32; 384];
-    for t in 1..=n {
-        for (m, v) in mean.iter_mut().zip(floats(&pieces[0]["token_embeddings"][t])) {
+    let vectors = pieces[0]["token_embeddings"].as_array().unwrap();
+    for piece in &vectors[1..=n] {
+        for (m, v) in mean.iter_mut().zip(floats(piece)) {
             *m += v / n as f32;
         }
     }
@@ -134,11 +216,24 @@ fn npy_and_arrow_outputs() {
     let model = minilm();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
-    std::fs::write(&input, "first sentence\n\nsecond one, longer than the first\r\nthird\n").unwrap();
+    std::fs::write(
+        &input,
+        "first sentence\n\nsecond one, longer than the first\r\nthird\n",
+    )
+    .unwrap();
     let input = input.display().to_string();
 
     let npy = dir.path().join("out.npy");
-    let out = bert_embed(&["--model", &model, "--file", &input, "--format", "npy", "--output", npy.to_str().unwrap()]);
+    let out = bert_embed(&[
+        "--model",
+        &model,
+        "--file",
+        &input,
+        "--format",
+        "npy",
+        "--output",
+        npy.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let bytes = std::fs::read(&npy).unwrap();
     assert_eq!(&bytes[..6], b"\x93NUMPY");
@@ -147,15 +242,37 @@ fn npy_and_arrow_outputs() {
     assert_eq!(bytes.len(), 10 + header_len + 3 * 384 * 4);
 
     let arrow_path = dir.path().join("out.arrow");
-    let out = bert_embed(&["--model", &model, "--file", &input, "--format", "arrow", "--output", arrow_path.to_str().unwrap()]);
+    let out = bert_embed(&[
+        "--model",
+        &model,
+        "--file",
+        &input,
+        "--format",
+        "arrow",
+        "--output",
+        arrow_path.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let reader = arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&arrow_path).unwrap(), None).unwrap();
+    let reader =
+        arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&arrow_path).unwrap(), None)
+            .unwrap();
     let batch = reader.into_iter().next().unwrap().unwrap();
     assert_eq!(batch.num_rows(), 3);
-    let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
-    assert_eq!(names, ["text", "tokens", "sentence_embedding", "token_embeddings"]);
+    let names: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["text", "tokens", "sentence_embedding", "token_embeddings"]
+    );
     // No temporary files are left behind by the atomic writes.
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 3, "{leftovers:?}");
 }
 
@@ -166,16 +283,44 @@ fn bad_inputs_are_clear_errors_not_panics() {
     let path = |name: &str| dir.path().join(name).display().to_string();
 
     std::fs::write(path("empty.txt"), "\n  \n").unwrap();
-    expect_error(&bert_embed(&["--model", &model, "--file", &path("empty.txt")]), &["has no sentences"]);
+    expect_error(
+        &bert_embed(&["--model", &model, "--file", &path("empty.txt")]),
+        &["has no sentences"],
+    );
 
     std::fs::write(path("latin1.txt"), b"ok line\ncaf\xe9\n").unwrap();
-    expect_error(&bert_embed(&["--model", &model, "--file", &path("latin1.txt")]), &["not UTF-8", "line 2"]);
+    expect_error(
+        &bert_embed(&["--model", &model, "--file", &path("latin1.txt")]),
+        &["not UTF-8", "line 2"],
+    );
 
-    expect_error(&bert_embed(&["--model", &model, "--file", &path("absent.txt")]), &["cannot read"]);
-    expect_error(&bert_embed(&["--model", &path("nowhere"), "--sentences", "x"]), &["config.json"]);
-    expect_error(&bert_embed(&["--model", &model, "--format", "npy", "--sentences", "x"]), &["--output"]);
-    expect_error(&bert_embed(&["--model", &model, "--backend", "tpu", "--sentences", "x"]), &["unknown backend"]);
-    expect_error(&bert_embed(&["--model", &model, "--max-seq-length", "9999", "--sentences", "x"]), &["max_seq_length"]);
+    expect_error(
+        &bert_embed(&["--model", &model, "--file", &path("absent.txt")]),
+        &["cannot read"],
+    );
+    expect_error(
+        &bert_embed(&["--model", &path("nowhere"), "--sentences", "x"]),
+        &["config.json"],
+    );
+    expect_error(
+        &bert_embed(&["--model", &model, "--format", "npy", "--sentences", "x"]),
+        &["--output"],
+    );
+    expect_error(
+        &bert_embed(&["--model", &model, "--backend", "tpu", "--sentences", "x"]),
+        &["unknown backend"],
+    );
+    expect_error(
+        &bert_embed(&[
+            "--model",
+            &model,
+            "--max-seq-length",
+            "9999",
+            "--sentences",
+            "x",
+        ]),
+        &["max_seq_length"],
+    );
 
     // A config.json that disagrees with the weights: every missing tensor is named.
     let bad = dir.path().join("bad-model");
@@ -184,11 +329,17 @@ fn bad_inputs_are_clear_errors_not_panics() {
     for f in ["model.safetensors", "tokenizer.json", "vocab.txt"] {
         link_or_copy(&src.join(f), &bad.join(f));
     }
-    let config = std::fs::read_to_string(src.join("config.json")).unwrap().replace("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 7");
+    let config = std::fs::read_to_string(src.join("config.json"))
+        .unwrap()
+        .replace("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 7");
     std::fs::write(bad.join("config.json"), config).unwrap();
     expect_error(
         &bert_embed(&["--model", bad.to_str().unwrap(), "--sentences", "x"]),
-        &["num_hidden_layers 7 vs 6", "missing tensor encoder.layer.6.attention.self.query.weight", "missing tensor encoder.layer.6.output.LayerNorm.bias"],
+        &[
+            "num_hidden_layers 7 vs 6",
+            "missing tensor encoder.layer.6.attention.self.query.weight",
+            "missing tensor encoder.layer.6.output.LayerNorm.bias",
+        ],
     );
 }
 

@@ -12,7 +12,9 @@ use safetensors::Dtype;
 #[test]
 fn transformers_loads_our_export_and_agrees() {
     let device = device(BackendKind::Cpu);
-    let mut config = BertConfig::zoo("bert_2_128_2").unwrap().with_vocab_size(200);
+    let mut config = BertConfig::zoo("bert_2_128_2")
+        .unwrap()
+        .with_vocab_size(200);
     config.max_position_embeddings = 64;
     config.type_vocab_size = 2;
     let model = BertModel::new(&config, &device);
@@ -33,16 +35,47 @@ fn transformers_loads_our_export_and_agrees() {
 
     let ints = |t: Tensor<2, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
     let inputs = dir.path().join("inputs.safetensors");
-    write_safetensors(&inputs, &[
-        ("input_ids".into(), Dtype::I64, vec![2, 9], i64_bytes(&ints(input.input_ids))),
-        ("attention_mask".into(), Dtype::I64, vec![2, 9], i64_bytes(&ints(input.attention_mask))),
-        ("token_type_ids".into(), Dtype::I64, vec![2, 9], i64_bytes(&types)),
-    ]);
+    write_safetensors(
+        &inputs,
+        &[
+            (
+                "input_ids".into(),
+                Dtype::I64,
+                vec![2, 9],
+                i64_bytes(&ints(input.input_ids)),
+            ),
+            (
+                "attention_mask".into(),
+                Dtype::I64,
+                vec![2, 9],
+                i64_bytes(&ints(input.attention_mask)),
+            ),
+            (
+                "token_type_ids".into(),
+                Dtype::I64,
+                vec![2, 9],
+                i64_bytes(&types),
+            ),
+        ],
+    );
     let outputs = dir.path().join("outputs.safetensors");
-    write_safetensors(&outputs, &[
-        ("last_hidden_state".into(), Dtype::F32, vec![2, 9, 128], f32_bytes(&to_vec(out.last_hidden_state))),
-        ("pooler_output".into(), Dtype::F32, vec![2, 128], f32_bytes(&to_vec(out.pooler_output.unwrap()))),
-    ]);
+    write_safetensors(
+        &outputs,
+        &[
+            (
+                "last_hidden_state".into(),
+                Dtype::F32,
+                vec![2, 9, 128],
+                f32_bytes(&to_vec(out.last_hidden_state)),
+            ),
+            (
+                "pooler_output".into(),
+                Dtype::F32,
+                vec![2, 128],
+                f32_bytes(&to_vec(out.pooler_output.unwrap())),
+            ),
+        ],
+    );
 
     let python = std::env::var("BERT_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = repo_root().join("train/scripts/check_hf_roundtrip.py");
@@ -52,7 +85,11 @@ fn transformers_loads_our_export_and_agrees() {
         .arg(&inputs)
         .arg(&outputs)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {python} (set BERT_PYTHON to a python with torch + transformers): {e}"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {python} (set BERT_PYTHON to a python with torch + transformers): {e}"
+            )
+        });
     let stdout = String::from_utf8_lossy(&result.stdout);
     let stderr = String::from_utf8_lossy(&result.stderr);
     eprintln!("{stdout}{stderr}");

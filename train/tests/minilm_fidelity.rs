@@ -18,8 +18,12 @@ struct Reference {
 
 fn reference() -> Reference {
     let json_path = fixture("minilm_reference.json");
-    let text = std::fs::read_to_string(&json_path)
-        .unwrap_or_else(|e| panic!("{}: {e} (made by train/scripts/make_reference.py)", json_path.display()));
+    let text = std::fs::read_to_string(&json_path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (made by train/scripts/make_reference.py)",
+            json_path.display()
+        )
+    });
     Reference {
         tensors: Tensors::read(&fixture("minilm_reference.safetensors")),
         json: serde_json::from_str(&text).unwrap(),
@@ -27,7 +31,11 @@ fn reference() -> Reference {
 }
 
 fn ids_of(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 impl Reference {
@@ -59,7 +67,10 @@ impl Reference {
         for (prefix, indices) in self.json["batches"].as_object().unwrap() {
             let flat = self.tensors.f32(&format!("{prefix}sentence_embedding"));
             for (row, i) in indices.as_array().unwrap().iter().enumerate() {
-                rows.push((i.as_u64().unwrap() as usize, flat[row * 384..(row + 1) * 384].to_vec()));
+                rows.push((
+                    i.as_u64().unwrap() as usize,
+                    flat[row * 384..(row + 1) * 384].to_vec(),
+                ));
             }
         }
         rows.sort_by_key(|(i, _)| *i);
@@ -74,13 +85,20 @@ fn hidden_state_error(kind: BackendKind) -> (f32, f32) {
     let (model, _, _) = load_model_dir(&minilm_dir(), &device).unwrap();
     let (mut real, mut all) = (0.0f32, 0.0f32);
     for prefix in ["", "long_"] {
-        let ours = to_vec(model.forward(reference.input(prefix, &device)).last_hidden_state);
+        let ours = to_vec(
+            model
+                .forward(reference.input(prefix, &device))
+                .last_hidden_state,
+        );
         let theirs = reference.tensors.f32(&format!("{prefix}last_hidden_state"));
         let mask = reference.tensors.i64(&format!("{prefix}attention_mask"));
         let h = 384;
         for (pos, m) in mask.iter().enumerate() {
             if *m == 1 {
-                real = real.max(max_abs_diff(&ours[pos * h..(pos + 1) * h], &theirs[pos * h..(pos + 1) * h]));
+                real = real.max(max_abs_diff(
+                    &ours[pos * h..(pos + 1) * h],
+                    &theirs[pos * h..(pos + 1) * h],
+                ));
             }
         }
         all = all.max(max_abs_diff(&ours, &theirs));
@@ -93,7 +111,10 @@ fn padded_batch_matches_transformers_on_cpu() {
     let (real, all) = hidden_state_error(BackendKind::Cpu);
     eprintln!("cpu: max |ours - transformers| = {real:.3e} on real tokens, {all:.3e} everywhere");
     assert!(real < TOLERANCE, "cpu hidden states differ by {real}");
-    assert!(all < TOLERANCE, "cpu hidden states (padding positions included) differ by {all}");
+    assert!(
+        all < TOLERANCE,
+        "cpu hidden states (padding positions included) differ by {all}"
+    );
 }
 
 #[test]
@@ -101,7 +122,10 @@ fn padded_batch_matches_transformers_on_wgpu() {
     let (real, all) = hidden_state_error(BackendKind::Wgpu);
     eprintln!("wgpu: max |ours - transformers| = {real:.3e} on real tokens, {all:.3e} everywhere");
     assert!(real < TOLERANCE, "wgpu hidden states differ by {real}");
-    assert!(all < TOLERANCE, "wgpu hidden states (padding positions included) differ by {all}");
+    assert!(
+        all < TOLERANCE,
+        "wgpu hidden states (padding positions included) differ by {all}"
+    );
 }
 
 #[test]
@@ -114,25 +138,44 @@ fn token_ids_match_hf_tokenizers() {
     let mut cases: Vec<(String, Vec<u32>)> = reference
         .sentences()
         .into_iter()
-        .zip(reference.json["input_ids"].as_array().unwrap().iter().map(ids_of))
+        .zip(
+            reference.json["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(ids_of),
+        )
         .collect();
     for case in reference.json["tokenizer_cases"].as_array().unwrap() {
-        cases.push((case["text"].as_str().unwrap().to_string(), ids_of(&case["input_ids"])));
+        cases.push((
+            case["text"].as_str().unwrap().to_string(),
+            ids_of(&case["input_ids"]),
+        ));
     }
     assert!(cases.len() > 30);
     let mut truncated = 0;
     for (text, expected) in &cases {
         let encoding = tokenizer.encode(text.as_str(), true).unwrap();
-        assert_eq!(encoding.get_ids(), expected.as_slice(), "token ids of {text:?}");
+        assert_eq!(
+            encoding.get_ids(),
+            expected.as_slice(),
+            "token ids of {text:?}"
+        );
         truncated += !encoding.get_overflowing().is_empty() as usize;
     }
-    assert!(truncated >= 2, "the cases include text longer than the model's maximum");
+    assert!(
+        truncated >= 2,
+        "the cases include text longer than the model's maximum"
+    );
 
     // BertEmbedding truncates where sentence-transformers does (max_seq_length 256).
     let (embedder, _) = BertEmbedding::from_dir(&dir, &device(BackendKind::Cpu)).unwrap();
     assert_eq!(embedder.max_seq_length(), 256);
     let encodings = embedder.encode(&reference.sentences()).unwrap();
-    for (encoding, expected) in encodings.iter().zip(reference.json["st_input_ids"].as_array().unwrap()) {
+    for (encoding, expected) in encodings
+        .iter()
+        .zip(reference.json["st_input_ids"].as_array().unwrap())
+    {
         assert_eq!(encoding.get_ids(), ids_of(expected).as_slice());
     }
 }
@@ -141,9 +184,15 @@ fn sentence_embedding_error(kind: BackendKind, batch_size: usize) -> f32 {
     let reference = reference();
     let device = device(kind);
     let (embedder, _) = BertEmbedding::from_dir(&minilm_dir(), &device).unwrap();
-    let embedder = embedder.with_batch_size(batch_size).unwrap().with_token_embeddings(false);
+    let embedder = embedder
+        .with_batch_size(batch_size)
+        .unwrap()
+        .with_token_embeddings(false);
     let rows = embedder.embed(&reference.sentences()).unwrap();
-    let ours: Vec<f32> = rows.iter().flat_map(|r| r.sentence_embedding.clone()).collect();
+    let ours: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| r.sentence_embedding.clone())
+        .collect();
     max_abs_diff(&ours, &reference.sentence_embeddings())
 }
 

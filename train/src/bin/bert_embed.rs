@@ -21,7 +21,10 @@ enum Format {
 }
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Sentence and token embeddings from a BERT model directory")]
+#[command(
+    version,
+    about = "Sentence and token embeddings from a BERT model directory"
+)]
 #[command(group(ArgGroup::new("input").required(true).args(["sentences", "file"])))]
 struct Args {
     /// HuggingFace model directory (config.json, model.safetensors, tokenizer.json/vocab.txt).
@@ -86,7 +89,10 @@ fn read_sentences(path: &Path) -> Result<Vec<String>> {
         .map(str::to_string)
         .collect();
     if sentences.is_empty() {
-        bail!("{} has no sentences (it is empty or all blank lines)", path.display());
+        bail!(
+            "{} has no sentences (it is empty or all blank lines)",
+            path.display()
+        );
     }
     Ok(sentences)
 }
@@ -97,7 +103,10 @@ fn run(args: Args) -> Result<()> {
         None => args.sentences.clone(),
     };
     if matches!(args.format, Format::Npy | Format::Arrow) && args.output.is_none() {
-        bail!("--format {:?} writes binary data: give --output PATH", args.format);
+        bail!(
+            "--format {:?} writes binary data: give --output PATH",
+            args.format
+        );
     }
     let backend: BackendKind = args.backend.parse()?;
     let device = backend.device()?;

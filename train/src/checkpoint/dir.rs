@@ -13,8 +13,13 @@ use crate::model::{BertConfig, BertForPreTraining, BertModel};
 /// Read and validate `DIR/config.json`.
 pub fn read_config(dir: &Path) -> Result<BertConfig> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {} (is {} a model directory?)", path.display(), dir.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {} (is {} a model directory?)",
+            path.display(),
+            dir.display()
+        )
+    })?;
     BertConfig::from_json_str(&text).with_context(|| format!("in {}", path.display()))
 }
 
@@ -65,11 +70,16 @@ fn do_lower_case(dir: &Path) -> Option<bool> {
 ///
 /// `tokenizer.json` when present, else `vocab.txt` with BERT's normalisation (lower-casing as
 /// `tokenizer_config.json`, then `lowercase_fallback`, say; uncased if nothing does).
-pub fn load_tokenizer(dir: &Path, max_len: usize, lowercase_fallback: Option<bool>) -> Result<Tokenizer> {
+pub fn load_tokenizer(
+    dir: &Path,
+    max_len: usize,
+    lowercase_fallback: Option<bool>,
+) -> Result<Tokenizer> {
     let json = dir.join("tokenizer.json");
     let vocab = dir.join("vocab.txt");
     let mut tokenizer = if json.is_file() {
-        Tokenizer::from_file(&json).map_err(|e| anyhow::anyhow!("cannot load {}: {e}", json.display()))?
+        Tokenizer::from_file(&json)
+            .map_err(|e| anyhow::anyhow!("cannot load {}: {e}", json.display()))?
     } else if vocab.is_file() {
         let lowercase = do_lower_case(dir).or(lowercase_fallback).unwrap_or(true);
         bert_pipeline::vocab::bert_tokenizer_from_vocab_file(&vocab, lowercase)?

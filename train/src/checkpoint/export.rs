@@ -41,7 +41,9 @@ pub fn to_hf_safetensors<M: ModuleSnapshot>(module: &M) -> Result<Vec<u8>> {
             burn::tensor::DType::F32 => safetensors::Dtype::F32,
             burn::tensor::DType::F16 => safetensors::Dtype::F16,
             burn::tensor::DType::BF16 => safetensors::Dtype::BF16,
-            other => anyhow::bail!("tensor {key} has dtype {other:?}, which export does not handle"),
+            other => {
+                anyhow::bail!("tensor {key} has dtype {other:?}, which export does not handle")
+            }
         };
         let bytes = tensor
             .to_bytes()
@@ -65,10 +67,9 @@ pub fn to_hf_safetensors<M: ModuleSnapshot>(module: &M) -> Result<Vec<u8>> {
 /// Write `config.json` with the given HF class in `architectures`.
 fn write_config(dir: &Path, config: &BertConfig, architecture: &str) -> Result<()> {
     let mut config = config.clone();
-    config.extra.insert(
-        "architectures".into(),
-        serde_json::json!([architecture]),
-    );
+    config
+        .extra
+        .insert("architectures".into(), serde_json::json!([architecture]));
     write_atomic(&dir.join("config.json"), config.to_json_string().as_bytes())
 }
 
@@ -82,7 +83,8 @@ pub fn copy_tokenizer_files(source_dir: &Path, dir: &Path) -> Result<()> {
     ] {
         let from = source_dir.join(name);
         if from.is_file() {
-            let bytes = std::fs::read(&from).with_context(|| format!("cannot read {}", from.display()))?;
+            let bytes =
+                std::fs::read(&from).with_context(|| format!("cannot read {}", from.display()))?;
             write_atomic(&dir.join(name), &bytes)?;
         }
     }

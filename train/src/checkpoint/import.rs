@@ -55,7 +55,10 @@ impl HfTensors {
                 message: "no such file".into(),
             });
         }
-        Self::from_store(SafetensorsStore::from_file(path), &path.display().to_string())
+        Self::from_store(
+            SafetensorsStore::from_file(path),
+            &path.display().to_string(),
+        )
     }
 
     fn from_store(mut store: SafetensorsStore, source_name: &str) -> Result<Self, BertError> {
@@ -86,7 +89,8 @@ impl HfTensors {
     }
 
     fn has_pooler(&self) -> bool {
-        self.keys().any(|k| k.starts_with("pooler.") || k.starts_with("bert.pooler."))
+        self.keys()
+            .any(|k| k.starts_with("pooler.") || k.starts_with("bert.pooler."))
     }
 
     /// Check the sizes `config.json` states against the weights, to say *why* shapes differ
@@ -98,10 +102,16 @@ impl HfTensors {
             .and_then(|s| <[usize; 2]>::try_from(s).ok())
         {
             if vocab != config.vocab_size {
-                notes.push(alloc::format!("vocab_size {} vs {vocab}", config.vocab_size));
+                notes.push(alloc::format!(
+                    "vocab_size {} vs {vocab}",
+                    config.vocab_size
+                ));
             }
             if hidden != config.hidden_size {
-                notes.push(alloc::format!("hidden_size {} vs {hidden}", config.hidden_size));
+                notes.push(alloc::format!(
+                    "hidden_size {} vs {hidden}",
+                    config.hidden_size
+                ));
             }
         }
         if let Some([inter, _]) = self
@@ -126,7 +136,11 @@ impl HfTensors {
         }
         let layers = self
             .keys()
-            .filter_map(|k| k.strip_prefix("bert.").unwrap_or(k).strip_prefix("encoder.layer."))
+            .filter_map(|k| {
+                k.strip_prefix("bert.")
+                    .unwrap_or(k)
+                    .strip_prefix("encoder.layer.")
+            })
             .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
             .max()
             .map(|max| max + 1);
@@ -245,12 +259,11 @@ fn apply_hf_tensors<M: ModuleSnapshot>(
                 name: name(path),
                 message: alloc::format!("dtype {found:?}, the model needs {expected:?}"),
             },
-            ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => {
-                TensorProblem::Other {
-                    name: name(path),
-                    message: message.clone(),
-                }
-            }
+            ApplyError::AdapterError { path, message }
+            | ApplyError::LoadError { path, message } => TensorProblem::Other {
+                name: name(path),
+                message: message.clone(),
+            },
         });
     }
     report.unused = result.unused.iter().map(|p| name(p)).collect();

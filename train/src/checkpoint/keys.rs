@@ -40,7 +40,9 @@ pub fn hf_to_burn(key: &str, layout: Layout) -> KeyAction {
     }
     let is_head = bare.starts_with("cls.");
     let path = match (layout, is_head) {
-        (Layout::Encoder, true) => return KeyAction::Ignore("pretraining head, not used by BertModel"),
+        (Layout::Encoder, true) => {
+            return KeyAction::Ignore("pretraining head, not used by BertModel");
+        }
         (Layout::Encoder, false) => bare.to_string(),
         (Layout::PreTraining, true) => bare.to_string(),
         (Layout::PreTraining, false) => alloc::format!("bert.{bare}"),
@@ -121,7 +123,10 @@ mod tests {
     fn layer_norm_gamma_beta_and_weight_bias_agree() {
         for (a, b) in [("gamma", "weight"), ("beta", "bias")] {
             let key = |p: &str| alloc::format!("bert.encoder.layer.0.output.LayerNorm.{p}");
-            assert_eq!(load(&key(a), Layout::Encoder), load(&key(b), Layout::Encoder));
+            assert_eq!(
+                load(&key(a), Layout::Encoder),
+                load(&key(b), Layout::Encoder)
+            );
         }
         assert_eq!(
             load("embeddings.LayerNorm.weight", Layout::Encoder),
@@ -129,7 +134,10 @@ mod tests {
         );
         // A dense layer's weight is not a LayerNorm's.
         assert_eq!(
-            load("cls.predictions.transform.dense.weight", Layout::PreTraining),
+            load(
+                "cls.predictions.transform.dense.weight",
+                Layout::PreTraining
+            ),
             "cls.predictions.transform.dense.weight"
         );
     }
@@ -142,7 +150,10 @@ mod tests {
             "cls.predictions.decoder.weight",
             "cls.predictions.decoder.bias",
         ] {
-            assert!(matches!(hf_to_burn(key, Layout::PreTraining), KeyAction::Ignore(_)), "{key}");
+            assert!(
+                matches!(hf_to_burn(key, Layout::PreTraining), KeyAction::Ignore(_)),
+                "{key}"
+            );
         }
         assert!(matches!(
             hf_to_burn("cls.seq_relationship.weight", Layout::Encoder),
@@ -156,7 +167,10 @@ mod tests {
             burn_to_hf("bert.encoder.layer.11.attention.self_attention.key.bias"),
             "bert.encoder.layer.11.attention.self.key.bias"
         );
-        assert_eq!(burn_to_hf("embeddings.layer_norm.weight"), "embeddings.LayerNorm.weight");
+        assert_eq!(
+            burn_to_hf("embeddings.layer_norm.weight"),
+            "embeddings.LayerNorm.weight"
+        );
         assert_eq!(
             burn_path_to_hf_name("encoder.layer.0.output.layer_norm.gamma"),
             "encoder.layer.0.output.LayerNorm.weight"

@@ -1,14 +1,12 @@
 //! HuggingFace checkpoints: import (safetensors, from bytes or files) and export.
 
-pub mod import;
-pub mod keys;
 #[cfg(feature = "std")]
 pub mod dir;
 #[cfg(feature = "std")]
 pub mod export;
+pub mod import;
+pub mod keys;
 
-pub use import::{HfTensors, LoadReport, load_bert_for_pretraining, load_bert_model};
-pub use keys::{KeyAction, Layout, burn_to_hf, hf_to_burn};
 #[cfg(feature = "std")]
 pub use dir::{load_model_dir, load_pretraining_dir, load_tokenizer, read_config, weights_path};
 #[cfg(feature = "std")]
@@ -16,3 +14,5 @@ pub use export::{
     copy_tokenizer_files, save_bert_for_pretraining, save_bert_model, to_hf_safetensors,
     write_atomic,
 };
+pub use import::{HfTensors, LoadReport, load_bert_for_pretraining, load_bert_model};
+pub use keys::{KeyAction, Layout, burn_to_hf, hf_to_burn};

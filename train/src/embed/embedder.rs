@@ -220,15 +220,26 @@ impl BertEmbedding {
 
         let mut results: Vec<Option<SentenceEmbedding>> = vec![None; sentences.len()];
         for batch in order.chunks(self.batch_size) {
-            let ids: Vec<Vec<u32>> = batch.iter().map(|&i| encodings[i].get_ids().to_vec()).collect();
+            let ids: Vec<Vec<u32>> = batch
+                .iter()
+                .map(|&i| encodings[i].get_ids().to_vec())
+                .collect();
             let embedded = self.embed_ids(&ids)?;
             for ((&i, sentence_embedding), token_vectors) in
                 batch.iter().zip(embedded.sentences).zip(embedded.tokens)
             {
-                results[i] = Some(self.describe(&sentences[i], &encodings[i], sentence_embedding, token_vectors));
+                results[i] = Some(self.describe(
+                    &sentences[i],
+                    &encodings[i],
+                    sentence_embedding,
+                    token_vectors,
+                ));
             }
         }
-        Ok(results.into_iter().map(|r| r.expect("every sentence is in one batch")).collect())
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every sentence is in one batch"))
+            .collect())
     }
 
     /// Run one padded batch; token vectors are trimmed to each sentence's length.

@@ -13,7 +13,11 @@ use super::embedder::SentenceEmbedding;
 
 /// One JSON object per line:
 /// `{"text", "tokens", "sentence_embedding", "token_embeddings"?}`.
-pub fn write_jsonl(out: &mut impl Write, rows: &[SentenceEmbedding], with_tokens: bool) -> Result<()> {
+pub fn write_jsonl(
+    out: &mut impl Write,
+    rows: &[SentenceEmbedding],
+    with_tokens: bool,
+) -> Result<()> {
     for row in rows {
         let mut object = serde_json::json!({
             "text": row.text,
@@ -82,7 +86,12 @@ pub fn arrow_bytes(rows: &[SentenceEmbedding], with_tokens: bool) -> Result<Vec<
         Arc::new(token_strings),
         None,
     )?;
-    let sentence = vectors(rows.iter().flat_map(|r| r.sentence_embedding.iter().copied()).collect(), h)?;
+    let sentence = vectors(
+        rows.iter()
+            .flat_map(|r| r.sentence_embedding.iter().copied())
+            .collect(),
+        h,
+    )?;
 
     let mut fields = vec![
         Field::new("text", DataType::Utf8, false),
@@ -103,7 +112,11 @@ pub fn arrow_bytes(rows: &[SentenceEmbedding], with_tokens: bool) -> Result<Vec<
             Arc::new(flat),
             None,
         )?;
-        fields.push(Field::new("token_embeddings", list.data_type().clone(), false));
+        fields.push(Field::new(
+            "token_embeddings",
+            list.data_type().clone(),
+            false,
+        ));
         columns.push(Arc::new(list));
     }
     let schema = Arc::new(Schema::new(fields));
@@ -164,8 +177,10 @@ mod tests {
         let mut out = Vec::new();
         write_jsonl(&mut out, &rows(), false).unwrap();
         let text = String::from_utf8(out).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[1]["tokens"][1], "t1");
         assert!(lines[1].get("token_embeddings").is_none());

@@ -22,8 +22,10 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
     Ok(Some(value))
 }
 
@@ -35,9 +37,9 @@ impl SentenceTransformersDefaults {
         if let Some(modules) = read_json(&dir.join("modules.json"))? {
             let modules = modules.as_array().context("modules.json is not a list")?;
             let has = |suffix: &str| {
-                modules.iter().find(|m| {
-                    m["type"].as_str().is_some_and(|t| t.ends_with(suffix))
-                })
+                modules
+                    .iter()
+                    .find(|m| m["type"].as_str().is_some_and(|t| t.ends_with(suffix)))
             };
             if let Some(pooling) = has("models.Pooling")
                 && let Some(path) = pooling["path"].as_str()
@@ -48,18 +50,20 @@ impl SentenceTransformersDefaults {
         }
         if let Some(config) = read_json(&pooling_dir.join("config.json"))? {
             let flag = |key: &str| config[key].as_bool().unwrap_or(false);
-            defaults.pooling = Some(match (
-                flag("pooling_mode_cls_token"),
-                flag("pooling_mode_mean_tokens"),
-            ) {
-                (true, false) => Pooling::Cls,
-                (false, true) => Pooling::Mean,
-                _ => bail!(
-                    "{}: only pooling_mode_cls_token or pooling_mode_mean_tokens (exactly one) \
+            defaults.pooling = Some(
+                match (
+                    flag("pooling_mode_cls_token"),
+                    flag("pooling_mode_mean_tokens"),
+                ) {
+                    (true, false) => Pooling::Cls,
+                    (false, true) => Pooling::Mean,
+                    _ => bail!(
+                        "{}: only pooling_mode_cls_token or pooling_mode_mean_tokens (exactly one) \
                      is supported",
-                    pooling_dir.join("config.json").display()
-                ),
-            });
+                        pooling_dir.join("config.json").display()
+                    ),
+                },
+            );
             for unsupported in [
                 "pooling_mode_max_tokens",
                 "pooling_mode_mean_sqrt_len_tokens",

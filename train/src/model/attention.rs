@@ -49,8 +49,7 @@ impl BertSelfAttention {
         let [batch, seq, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
-        let split_heads =
-            |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+        let split_heads = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
         let q = split_heads(self.query.forward(x.clone()));
         let k = split_heads(self.key.forward(x.clone()));
         let v = split_heads(self.value.forward(x));

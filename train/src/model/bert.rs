@@ -42,13 +42,19 @@ impl BertInput {
     ///
     /// An empty batch or an empty sequence is an error: a row with no token to attend to has
     /// no defined output.
-    pub fn from_ids(ids: &[alloc::vec::Vec<u32>], pad_id: u32, device: &Device) -> Result<Self, BertError> {
+    pub fn from_ids(
+        ids: &[alloc::vec::Vec<u32>],
+        pad_id: u32,
+        device: &Device,
+    ) -> Result<Self, BertError> {
         let batch = ids.len();
         if batch == 0 {
             return Err(BertError::Input("empty batch".into()));
         }
         if let Some(i) = ids.iter().position(|s| s.is_empty()) {
-            return Err(BertError::Input(alloc::format!("sequence {i} has no tokens")));
+            return Err(BertError::Input(alloc::format!(
+                "sequence {i} has no tokens"
+            )));
         }
         let seq = ids.iter().map(|s| s.len()).max().unwrap_or(0);
         let mut flat_ids = alloc::vec![pad_id as i64; batch * seq];
@@ -88,7 +94,9 @@ impl BertModel {
 
     pub fn forward(&self, input: BertInput) -> BertModelOutput {
         let mask = PaddingMask::from_attention_mask(input.attention_mask);
-        let x = self.embeddings.forward(input.input_ids, input.token_type_ids);
+        let x = self
+            .embeddings
+            .forward(input.input_ids, input.token_type_ids);
         let last_hidden_state = self.encoder.forward(x, &mask);
         let pooler_output = self
             .pooler

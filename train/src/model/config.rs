@@ -180,15 +180,19 @@ impl BertConfig {
                 problems.push(alloc::format!("{name} must be positive"));
             }
         }
-        if self.num_attention_heads > 0 && self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads > 0 && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             problems.push(alloc::format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
+                self.hidden_size,
+                self.num_attention_heads
             ));
         }
         for (name, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
         ] {
             if !(0.0..1.0).contains(&p) {
                 problems.push(alloc::format!("{name} must be in [0, 1), got {p}"));
@@ -200,7 +204,10 @@ impl BertConfig {
                 self.model_type
             ));
         }
-        let pos_type = self.extra.get("position_embedding_type").and_then(|v| v.as_str());
+        let pos_type = self
+            .extra
+            .get("position_embedding_type")
+            .and_then(|v| v.as_str());
         if let Some(kind) = pos_type.filter(|kind| *kind != "absolute") {
             problems.push(alloc::format!(
                 "position_embedding_type {kind:?} is not supported (only \"absolute\")"
@@ -253,7 +260,12 @@ mod tests {
         let base = BertConfig::zoo("bert_12_768_12").unwrap();
         // BERT-BASE has 109.5M parameters with its pooler.
         assert_eq!(base.num_params(), 109_482_240);
-        assert_eq!(BertConfig::zoo("bert_24_1024_16").unwrap().intermediate_size, 4096);
+        assert_eq!(
+            BertConfig::zoo("bert_24_1024_16")
+                .unwrap()
+                .intermediate_size,
+            4096
+        );
         assert_eq!(BertConfig::zoo("bert_6_384_12").unwrap().head_dim(), 32);
         let err = BertConfig::zoo("bert_3_3_3").unwrap_err().to_string();
         assert!(err.contains("bert_12_768_12"), "{err}");

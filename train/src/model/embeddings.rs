@@ -33,7 +33,8 @@ impl BertEmbeddings {
     /// `[batch, seq]` ids → `[batch, seq, hidden]`. Positions are `0..seq` (absolute).
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq] = input_ids.dims();
-        let positions = Tensor::<1, Int>::arange(0..seq as i64, &input_ids.device()).reshape([1, seq]);
+        let positions =
+            Tensor::<1, Int>::arange(0..seq as i64, &input_ids.device()).reshape([1, seq]);
         // Same summation order as HF (words + types, then positions): float addition is not
         // associative and the fidelity tests compare at 1e-4.
         let x = self.word_embeddings.forward(input_ids)

@@ -33,7 +33,8 @@ impl BertPredictionHeadTransform {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        self.layer_norm.forward(activate(self.act, self.dense.forward(x)))
+        self.layer_norm
+            .forward(activate(self.act, self.dense.forward(x)))
     }
 }
 

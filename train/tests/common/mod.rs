@@ -9,11 +9,16 @@ use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// all-MiniLM-L6-v2; the tests that need it fail (not skip) without it, saying how to get it.
@@ -55,13 +60,19 @@ impl Tensors {
     pub fn f32(&self, name: &str) -> Vec<f32> {
         let view = self.view(name);
         assert_eq!(view.dtype(), Dtype::F32, "{name}");
-        view.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+        view.data()
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
     }
 
     pub fn i64(&self, name: &str) -> Vec<i64> {
         let view = self.view(name);
         assert_eq!(view.dtype(), Dtype::I64, "{name}");
-        view.data().chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
+        view.data()
+            .chunks(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
     }
 }
 
@@ -69,9 +80,16 @@ impl Tensors {
 pub fn write_safetensors(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
-        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
-    let bytes = safetensors::serialize(views, Some(HashMap::from([("format".into(), "pt".into())]))).unwrap();
+    let bytes =
+        safetensors::serialize(views, Some(HashMap::from([("format".into(), "pt".into())])))
+            .unwrap();
     std::fs::write(path, bytes).unwrap();
 }
 
@@ -89,5 +107,8 @@ pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
