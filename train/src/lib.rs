@@ -6,6 +6,8 @@
 //!   `weight`/`bias`) and write them back in HF's layout.
 //! - [`embed`]: `BertEmbedding`, pooling and GluonNLP's `oov_way`.
 //! - [`backend`]: `--backend cpu|wgpu|cuda` at run time.
+//! - [`pretrain`]: MLM + NSP pretraining on `bert-pipeline` shards.
+//! - [`tasks`]: GLUE/XNLI readers, their metrics, and SQuAD's official evaluation.
 //!
 //! Without the `std` feature the crate builds for `wasm32-unknown-unknown`: the model, config,
 //! pooling and loading weights from bytes are there; files, the HF tokenizer and the CLI are not.
@@ -19,6 +21,8 @@ pub mod error;
 pub mod model;
 #[cfg(feature = "std")]
 pub mod pretrain;
+#[cfg(feature = "std")]
+pub mod tasks;
 
 pub use backend::BackendKind;
 #[cfg(feature = "std")]
