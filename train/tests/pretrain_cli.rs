@@ -270,5 +270,8 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     set(&mut r, "--lr", "1e30");
     set(&mut r, "--ckpt-interval", "1");
     set(&mut r, "--num-steps", "20");
-    expect_error(&bert_train(&args(&r)), &["not finite at step", "--lr"]);
+    expect_error(
+        &bert_train(&args(&r)),
+        &["stopped without saving", "not finite", "--lr"],
+    );
 }

@@ -102,8 +102,8 @@ impl BatchTensors {
 pub struct Losses {
     /// `mlm + nsp`, what the gradients are taken of.
     pub total: Tensor<1>,
-    /// `[mlm_loss, mlm_correct, mlm_weight, nsp_loss, nsp_correct]`, detached: one transfer
-    /// to read them all.
+    /// `[mlm_loss, mlm_correct, mlm_weight, nsp_loss, nsp_correct, sequences]`, detached: one
+    /// transfer to read them all.
     pub stats: Tensor<1>,
 }
 
@@ -115,6 +115,7 @@ pub struct BatchStats {
     pub mlm_weight: f64,
     pub nsp_loss: f64,
     pub nsp_correct: f64,
+    pub sequences: f64,
 }
 
 impl BatchStats {
@@ -124,8 +125,8 @@ impl BatchStats {
             .try_to_vec_as::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read the loss: {e:?}"))?;
         ensure!(
-            v.len() == 5,
-            "loss statistics have {} values, not 5",
+            v.len() == 6,
+            "loss statistics have {} values, not 6",
             v.len()
         );
         Ok(Self {
@@ -134,6 +135,7 @@ impl BatchStats {
             mlm_weight: v[2] as f64,
             nsp_loss: v[3] as f64,
             nsp_correct: v[4] as f64,
+            sequences: v[5] as f64,
         })
     }
 }
@@ -172,7 +174,7 @@ pub fn pretraining_losses(model: &BertForPreTraining, batch: &BatchTensors) -> L
         batch.masked_weights.clone(),
     );
     let nsp_weights = Tensor::<1>::ones([batch.rows], &batch.masked_weights.device());
-    let (nsp, nsp_correct, _) =
+    let (nsp, nsp_correct, sequences) =
         cross_entropy(out.nsp_logits, batch.nsp_labels.clone(), nsp_weights);
     let stats = Tensor::cat(
         vec![
@@ -181,6 +183,7 @@ pub fn pretraining_losses(model: &BertForPreTraining, batch: &BatchTensors) -> L
             mlm_weight.detach(),
             nsp.clone().detach(),
             nsp_correct,
+            sequences.detach(),
         ],
         0,
     );

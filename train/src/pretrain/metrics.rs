@@ -77,15 +77,19 @@ impl Default for Interval {
 }
 
 impl Interval {
+    /// Count a micro-batch's sequences and real tokens (for the throughput).
+    pub fn add_sizes(&mut self, sequences: usize, tokens: usize) {
+        self.sequences += sequences as u64;
+        self.tokens += tokens as u64;
+    }
+
     /// Losses are averaged per masked token (MLM) and per sequence (NSP), not per batch.
-    pub fn add_batch(&mut self, stats: &BatchStats, sequences: usize, tokens: usize) {
+    pub fn add_stats(&mut self, stats: &BatchStats) {
         self.mlm_loss += stats.mlm_loss * stats.mlm_weight;
         self.mlm_correct += stats.mlm_correct;
         self.mlm_weight += stats.mlm_weight;
-        self.nsp_loss += stats.nsp_loss * sequences as f64;
+        self.nsp_loss += stats.nsp_loss * stats.sequences;
         self.nsp_correct += stats.nsp_correct;
-        self.sequences += sequences as u64;
-        self.tokens += tokens as u64;
     }
 
     pub fn add_step(&mut self, grad_norm: f64) {
@@ -169,6 +173,7 @@ mod tests {
             mlm_weight: 2.0,
             nsp_loss: 1.0,
             nsp_correct: 1.0,
+            sequences: 1.0,
         };
         let b = BatchStats {
             mlm_loss: 5.0,
@@ -176,9 +181,12 @@ mod tests {
             mlm_weight: 6.0,
             nsp_loss: 0.0,
             nsp_correct: 3.0,
+            sequences: 3.0,
         };
-        interval.add_batch(&a, 1, 10);
-        interval.add_batch(&b, 3, 30);
+        interval.add_sizes(1, 10);
+        interval.add_stats(&a);
+        interval.add_sizes(3, 30);
+        interval.add_stats(&b);
         interval.add_step(2.0);
         let row = interval.finish(7, 1e-4);
         assert_eq!(row.step, 7);

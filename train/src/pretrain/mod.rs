@@ -6,6 +6,7 @@
 //! - [`loss`]: a loader `Batch` as tensors, and the MLM + NSP losses and accuracies.
 //! - [`optim`]: BERTAdam / AdamW with weight-decay groups, global-norm gradient clipping.
 //! - [`init`]: BERT's initialisation for training from scratch.
+//! - [`step`]: one optimizer step over accumulated micro-batches.
 //! - [`state`]: checkpoints (model, optimizer, step, data position), atomic, last K kept.
 //! - [`metrics`]: the log line and `metrics.jsonl`.
 //! - [`eval`]: accuracy and loss over every instance of a shard directory.
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod optim;
 pub mod schedule;
 pub mod state;
+pub mod step;
 pub mod trainer;
 
 pub use config::{ModelSource, OptimizerKind, PretrainConfig};

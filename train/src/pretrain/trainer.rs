@@ -10,16 +10,16 @@ use bert_pipeline::masking::MaskingParams;
 use bert_pipeline::shards::manifest::Manifest;
 use bert_pipeline::vocab::{Vocab, sha256_hex};
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 
 use super::config::{ModelSource, PretrainConfig};
 use super::eval::{EvalResult, evaluate};
 use super::init::init_from_scratch;
-use super::loss::{BatchStats, BatchTensors, pretraining_losses};
+use super::loss::BatchTensors;
 use super::metrics::{Interval, MetricsLog, MetricsRow};
-use super::optim::{build_optimizer, clip_global_norm};
+use super::optim::build_optimizer;
 use super::schedule::LinearSchedule;
 use super::state::{self, TrainState};
+use super::step::train_step;
 use crate::checkpoint::{
     copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining, write_atomic,
 };
@@ -307,45 +307,38 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
     }
 
     for step in start_step + 1..=end {
-        let mut accumulator = GradientsAccumulator::<BertForPreTraining>::new();
-        for micro in 0..config.accumulate {
+        let lr = schedule.lr(step);
+        let next_batch = |micro: usize| -> Result<BatchTensors> {
             let batch = loader
                 .next()
                 .context("the batch loader stopped unexpectedly")??;
             position = batch.position_after;
             device.seed(micro_batch_seed(config.seed, step, micro));
             let tensors = BatchTensors::from_batch(&batch, bert_config.vocab_size, &device)?;
-            let losses = pretraining_losses(&model, &tensors);
-            let stats = BatchStats::read(losses.stats)?;
-            if !(stats.mlm_loss.is_finite() && stats.nsp_loss.is_finite()) {
-                bail!(
-                    "the loss is not finite at step {step} (MLM {}, NSP {}); stopped without \
-                     saving, so the newest checkpoint in {} is the last good state. Try a lower \
-                     --lr or a longer warmup (--warmup-ratio)",
-                    stats.mlm_loss,
-                    stats.nsp_loss,
-                    config.ckpt_dir.display()
-                );
-            }
-            interval.add_batch(&stats, batch.rows, tensors.tokens);
-            let loss = if config.accumulate > 1 {
-                losses.total.div_scalar(config.accumulate as f64)
-            } else {
-                losses.total
-            };
-            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+            interval.add_sizes(batch.rows, tensors.tokens);
+            Ok(tensors)
+        };
+        let (updated, report) = train_step(
+            model,
+            &mut optimizer,
+            config.accumulate,
+            next_batch,
+            lr,
+            config.max_grad_norm,
+        )
+        .with_context(|| {
+            format!(
+                "step {step}: stopped without saving, so the newest checkpoint in {} is the \
+                 last good state. A diverging run needs a lower --lr or a longer warmup \
+                 (--warmup-ratio)",
+                config.ckpt_dir.display()
+            )
+        })?;
+        model = updated;
+        for stats in &report.micro_batches {
+            interval.add_stats(stats);
         }
-        let mut grads = accumulator.grads();
-        let norm = clip_global_norm(&model, &mut grads, config.max_grad_norm);
-        ensure!(
-            norm.is_finite(),
-            "the gradient norm is not finite at step {step}; stopped without saving, so the \
-             newest checkpoint in {} is the last good state. Try a lower --lr",
-            config.ckpt_dir.display()
-        );
-        let lr = schedule.lr(step);
-        model = optimizer.step(lr, model, grads);
-        interval.add_step(norm);
+        interval.add_step(report.grad_norm);
 
         if step % config.log_interval == 0 || step == config.num_steps {
             let row = interval.finish(step, lr);
