@@ -24,6 +24,9 @@ struct Args {
     /// Timed passes over all sentences (the best and the median are reported).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Only the first N sentences (for slow backends, e.g. lavapipe at batch 1).
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 fn main() -> Result<()> {
@@ -35,6 +38,7 @@ fn main() -> Result<()> {
         .skip(1)
         .filter_map(|l| l.split('\t').next())
         .map(str::to_string)
+        .take(args.limit.unwrap_or(usize::MAX))
         .collect();
     let backend: BackendKind = args.backend.parse()?;
     let device = backend.device()?;
