@@ -209,3 +209,45 @@ fn sentence_vectors_match_sentence_transformers() {
     eprintln!("wgpu, batch 4: max |ours - sentence-transformers| = {err:.3e}");
     assert!(err < TOLERANCE, "wgpu: {err}");
 }
+
+#[test]
+fn model_zoo_name_plus_weights_equals_the_model_directory() {
+    // bert_6_384_12 is all-MiniLM-L6-v2's shape; its vocab.txt builds the same tokenizer.
+    let reference = reference();
+    let dir = minilm_dir();
+    let device = device(BackendKind::Cpu);
+    let (zoo, _) = BertEmbedding::from_zoo(
+        "bert_6_384_12",
+        &dir.join("model.safetensors"),
+        &dir.join("vocab.txt"),
+        true,
+        &device,
+    )
+    .unwrap();
+    let zoo = zoo
+        .with_max_seq_length(256)
+        .unwrap()
+        .with_normalize(true)
+        .with_token_embeddings(false);
+    let rows = zoo.embed(&reference.sentences()).unwrap();
+    let ours: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| r.sentence_embedding.clone())
+        .collect();
+    let err = max_abs_diff(&ours, &reference.sentence_embeddings());
+    assert!(
+        err < TOLERANCE,
+        "zoo + weights vs sentence-transformers: {err}"
+    );
+
+    let err = BertEmbedding::from_zoo(
+        "bert_7_7_7",
+        &dir.join("model.safetensors"),
+        &dir.join("vocab.txt"),
+        true,
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("bert_6_384_12"), "{err}");
+}
