@@ -275,3 +275,69 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
         &["stopped without saving", "not finite", "--lr"],
     );
 }
+
+/// Rows of `metrics.jsonl` without their timing columns.
+fn loss_rows(ckpt: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(ckpt.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut row: serde_json::Value = serde_json::from_str(l).unwrap();
+            let obj = row.as_object_mut().unwrap();
+            obj.remove("seq_per_s");
+            obj.remove("tokens_per_s");
+            row
+        })
+        .collect()
+}
+
+#[test]
+fn killed_with_sigkill_and_rerun_ends_with_the_uninterrupted_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = build_shards(tmp.path(), 24_000, 32, 16);
+    let model = tiny_model_dir(tmp.path(), 32, 2, 2, 0.1, 32);
+    let run = |ckpt: &Path| {
+        let mut r = tiny_run(&shards, &model, ckpt);
+        set(&mut r, "--num-steps", "60");
+        set(&mut r, "--ckpt-interval", "3");
+        set(&mut r, "--log-interval", "1");
+        set(&mut r, "--lr", "1e-3");
+        r.extend(["--accumulate", "2", "--dynamic-masking"].map(String::from));
+        r
+    };
+    let whole = tmp.path().join("whole");
+    expect_success(&bert_train(&args(&run(&whole))));
+
+    // Kill the second run (SIGKILL: no cleanup) once it has written a checkpoint or two; it may
+    // be in the middle of a step or of writing the next checkpoint.
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bert-train"))
+        .args(args(&run(&killed)))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !killed.join("step-00000006").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !killed.join("final").exists(),
+        "the run finished before it was killed: the test proves nothing"
+    );
+
+    let err = expect_success(&bert_train(&args(&run(&killed))));
+    assert!(err.contains("resuming from"), "{err}");
+    assert!(
+        fs::read(whole.join("final/model.safetensors")).unwrap()
+            == fs::read(killed.join("final/model.safetensors")).unwrap(),
+        "the killed and rerun training ended with other weights than the uninterrupted one"
+    );
+    assert_eq!(loss_rows(&whole), loss_rows(&killed));
+    assert_eq!(loss_rows(&killed).len(), 60);
+}

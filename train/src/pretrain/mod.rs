@@ -8,7 +8,7 @@
 //! - [`init`]: BERT's initialisation for training from scratch.
 //! - [`step`]: one optimizer step over accumulated micro-batches.
 //! - [`state`]: checkpoints (model, optimizer, step, data position), atomic, last K kept.
-//! - [`metrics`]: the log line and `metrics.jsonl`.
+//! - [`metrics`]: the log line and `metrics.jsonl`; [`plot`]: `metrics.svg` of the curves.
 //! - [`eval`]: accuracy and loss over every instance of a shard directory.
 //! - [`trainer`]: the loop that ties them together.
 
@@ -18,6 +18,7 @@ pub mod init;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod plot;
 pub mod schedule;
 pub mod state;
 pub mod step;

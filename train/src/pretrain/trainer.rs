@@ -17,6 +17,7 @@ use super::init::init_from_scratch;
 use super::loss::BatchTensors;
 use super::metrics::{Interval, MetricsLog, MetricsRow};
 use super::optim::build_optimizer;
+use super::plot::write_metrics_svg;
 use super::schedule::LinearSchedule;
 use super::state::{self, TrainState};
 use super::step::train_step;
@@ -378,6 +379,7 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
     };
     if step >= config.num_steps {
         let dir = write_final(config, &summary.model, &summary.config, &manifest)?;
+        write_metrics_svg(&config.ckpt_dir)?;
         note(
             opts,
             format!("final model (HuggingFace layout): {}", dir.display()),
