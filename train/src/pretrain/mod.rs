@@ -9,6 +9,7 @@
 //! - [`step`]: one optimizer step over accumulated micro-batches.
 //! - [`state`]: checkpoints (model, optimizer, step, data position), atomic, last K kept.
 //! - [`metrics`]: the log line and `metrics.jsonl`; [`plot`]: `metrics.svg` of the curves.
+//! - [`progress`]: a progress bar on a terminal, plain lines otherwise.
 //! - [`eval`]: accuracy and loss over every instance of a shard directory.
 //! - [`trainer`]: the loop that ties them together.
 
@@ -19,6 +20,7 @@ pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+pub mod progress;
 pub mod schedule;
 pub mod state;
 pub mod step;

@@ -18,6 +18,7 @@ use super::loss::BatchTensors;
 use super::metrics::{Interval, MetricsLog, MetricsRow};
 use super::optim::build_optimizer;
 use super::plot::write_metrics_svg;
+use super::progress::Progress;
 use super::schedule::LinearSchedule;
 use super::state::{self, TrainState};
 use super::step::train_step;
@@ -307,6 +308,7 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
         );
     }
 
+    let progress = Progress::new(opts.print, start_step, config.num_steps);
     for step in start_step + 1..=end {
         let lr = schedule.lr(step);
         let next_batch = |micro: usize| -> Result<BatchTensors> {
@@ -340,10 +342,12 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
             interval.add_stats(stats);
         }
         interval.add_step(report.grad_norm);
+        progress.step(step);
 
         if step % config.log_interval == 0 || step == config.num_steps {
             let row = interval.finish(step, lr);
-            note(opts, row.line(config.num_steps));
+            progress.line(&row.line(config.num_steps));
+            progress.set_message(&row);
             metrics.append(&row)?;
             last_metrics = Some(row);
         }
@@ -366,6 +370,7 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
         }
     }
 
+    progress.finish();
     let step = end.max(start_step);
     let model = model.valid();
     let mut summary = Summary {
