@@ -193,6 +193,15 @@ fn trains_logs_checkpoints_exports_and_resumes() {
         resumed_loss < first_loss - 1.0,
         "{first_loss} -> {last_loss}, then {resumed_loss}"
     );
+
+    // --use-avg-len: batches by a token budget (64 tokens: 2 to 8 rows here).
+    let by_tokens = tmp.path().join("by-tokens");
+    let mut r = tiny_run(&shards, &model, &by_tokens);
+    set(&mut r, "--batch-size", "64");
+    set(&mut r, "--num-steps", "4");
+    r.push("--use-avg-len".into());
+    expect_success(&bert_train(&args(&r)));
+    assert!(by_tokens.join("final/model.safetensors").is_file());
 }
 
 #[test]
