@@ -180,7 +180,9 @@ impl BertConfig {
                 problems.push(alloc::format!("{name} must be positive"));
             }
         }
-        if self.num_attention_heads > 0 && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+        if self.num_attention_heads > 0
+            && !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             problems.push(alloc::format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size,
