@@ -1,5 +1,5 @@
 //! What we export, HuggingFace `transformers` loads and computes the same with: a small random
-//! model goes through `train/scripts/check_hf_roundtrip.py` (Python from `BERT_PYTHON`).
+//! model goes through `train/scripts/check_hf_roundtrip.py` (Python from `BERT_PYTHON`, else the venv of tests/python/setup_venv.sh).
 
 mod common;
 
@@ -77,7 +77,7 @@ fn transformers_loads_our_export_and_agrees() {
         ],
     );
 
-    let python = std::env::var("BERT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = reference_python();
     let script = repo_root().join("train/scripts/check_hf_roundtrip.py");
     let result = std::process::Command::new(&python)
         .arg(&script)

@@ -5,7 +5,6 @@
 //! a half-written checkpoint.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -14,21 +13,9 @@ use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot};
 use super::keys::burn_to_hf;
 use crate::model::{BertConfig, BertForPreTraining, BertModel};
 
-/// Write `bytes` to `path` atomically (temporary file in the same directory, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot move the new file into place at {}", path.display()))?;
-    Ok(())
-}
+/// Write `bytes` to `path` atomically (temporary file in the same directory, synced, then
+/// renamed): the workspace's one implementation, shared with the pipeline.
+pub use bert_pipeline::fsutil::write_atomic;
 
 /// The module's tensors as a safetensors container with HF keys and layouts.
 pub fn to_hf_safetensors<M: ModuleSnapshot>(module: &M) -> Result<Vec<u8>> {
