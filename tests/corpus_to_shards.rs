@@ -9,7 +9,8 @@ use bert_pipeline::vocab::Vocab;
 
 #[test]
 fn sample_corpus_round_trips_through_the_shard_reader() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline/sample-corpus/persuasion.txt");
+    let corpus =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline/sample-corpus/persuasion.txt");
     let out = tempfile::tempdir().unwrap();
     let config = BuildConfig {
         dupe_factor: 1,
@@ -49,8 +50,14 @@ fn sample_corpus_round_trips_through_the_shard_reader() {
             ids[p as usize] = id;
         }
         let sep = ids.iter().position(|&t| t == vocab.sep_id).unwrap();
-        assert!(contains(&ids[1..sep]), "segment A of instance {i} is not corpus text");
-        assert!(contains(&ids[sep + 1..ids.len() - 1]), "segment B of instance {i} is not corpus text");
+        assert!(
+            contains(&ids[1..sep]),
+            "segment A of instance {i} is not corpus text"
+        );
+        assert!(
+            contains(&ids[sep + 1..ids.len() - 1]),
+            "segment B of instance {i} is not corpus text"
+        );
     }
     assert_eq!(rows, manifest.totals.instances);
     assert!(rows > 1000);
