@@ -15,22 +15,6 @@ fn bert_embed(args: &[&str]) -> Output {
         .expect("run bert-embed")
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn expect_error(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "bert-embed panicked:\n{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{needle:?} not in stderr:\n{err}");
-    }
-}
-
 fn json_rows(out: &Output) -> Vec<serde_json::Value> {
     assert!(out.status.success(), "bert-embed failed:\n{}", stderr(out));
     String::from_utf8_lossy(&out.stdout)

@@ -1,12 +1,14 @@
 //! `bert-train` end to end: a tiny CPU run that logs, checkpoints, writes the HuggingFace
 //! directory and resumes; and clear errors (never panics) for bad input.
 
+mod common;
 mod pretrain_common;
 
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::{expect_error, stderr};
 use pretrain_common::*;
 
 fn bert_train(args: &[&str]) -> Output {
@@ -14,22 +16,6 @@ fn bert_train(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run bert-train")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn expect_error(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "bert-train panicked:\n{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{needle:?} not in stderr:\n{err}");
-    }
 }
 
 fn expect_success(out: &Output) -> String {

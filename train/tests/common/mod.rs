@@ -132,3 +132,21 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// A binary's stderr as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The run failed, cleanly (no panic), saying each of `needles`.
+pub fn expect_error(out: &std::process::Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "the binary panicked:\n{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} not in stderr:\n{err}");
+    }
+}
