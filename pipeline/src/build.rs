@@ -181,7 +181,7 @@ fn run(
     let total_bytes: u64 = inputs.iter().map(|f| f.bytes).sum();
     let bar = progress_bar(total_bytes, opts.progress);
     let layout = BucketLayout::new(config.num_buckets, config.max_seq_length);
-    let mut spill = Spill::create(spill_dir, layout.len())?;
+    let mut spill = Spill::create(spill_dir, layout.len());
     let mut totals = Totals::default();
     let started = Instant::now();
     let params = InstanceParams {
@@ -243,7 +243,7 @@ fn run(
             .join()
             .map_err(|_| anyhow::anyhow!("reader thread panicked"))?
     })?;
-    totals.read = read_stats.into();
+    totals.read = read_stats;
     if totals.documents == 0 && config.worker_count == 1 {
         bail!("the input holds no text: every document is empty");
     }

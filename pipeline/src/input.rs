@@ -120,12 +120,22 @@ impl TextDocument {
 }
 
 /// Counters a reader keeps while streaming.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReadStats {
     pub files: u64,
     pub lines: u64,
     pub invalid_utf8_lines_skipped: u64,
     pub documents_split_for_size: u64,
+}
+
+impl ReadStats {
+    /// Adds another reader's counts (merging workers' manifests).
+    pub fn add(&mut self, other: &ReadStats) {
+        self.files += other.files;
+        self.lines += other.lines;
+        self.invalid_utf8_lines_skipped += other.invalid_utf8_lines_skipped;
+        self.documents_split_for_size += other.documents_split_for_size;
+    }
 }
 
 /// Streams documents from a list of files, one file after another. A file always ends a

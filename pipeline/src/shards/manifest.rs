@@ -81,27 +81,7 @@ pub struct Totals {
     pub instance_tokens: u64,
     pub masked_tokens: u64,
     pub random_next: u64,
-    pub read: ReadStatsTotals,
-}
-
-/// [`ReadStats`] in a form that adds up across workers.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ReadStatsTotals {
-    pub files: u64,
-    pub lines: u64,
-    pub invalid_utf8_lines_skipped: u64,
-    pub documents_split_for_size: u64,
-}
-
-impl From<ReadStats> for ReadStatsTotals {
-    fn from(s: ReadStats) -> Self {
-        Self {
-            files: s.files,
-            lines: s.lines,
-            invalid_utf8_lines_skipped: s.invalid_utf8_lines_skipped,
-            documents_split_for_size: s.documents_split_for_size,
-        }
-    }
+    pub read: ReadStats,
 }
 
 impl Totals {
@@ -113,10 +93,7 @@ impl Totals {
         self.instance_tokens += other.instance_tokens;
         self.masked_tokens += other.masked_tokens;
         self.random_next += other.random_next;
-        self.read.files += other.read.files;
-        self.read.lines += other.read.lines;
-        self.read.invalid_utf8_lines_skipped += other.read.invalid_utf8_lines_skipped;
-        self.read.documents_split_for_size += other.read.documents_split_for_size;
+        self.read.add(&other.read);
     }
 }
 

@@ -95,19 +95,19 @@ pub enum SpillData {
 }
 
 impl Spill {
-    pub fn create(dir: &Path, buckets: usize) -> Result<Self> {
+    pub fn create(dir: &Path, buckets: usize) -> Self {
         Self::with_budget(dir, buckets, SPILL_MEMORY_BUDGET)
     }
 
-    fn with_budget(dir: &Path, buckets: usize, budget: usize) -> Result<Self> {
-        Ok(Self {
+    fn with_budget(dir: &Path, buckets: usize, budget: usize) -> Self {
+        Self {
             budget,
             dir: dir.to_path_buf(),
             buffers: vec![Vec::new(); buckets],
             files: (0..buckets).map(|_| None).collect(),
             counts: vec![0; buckets],
             buffered: 0,
-        })
+        }
     }
 
     pub fn push(&mut self, bucket: usize, inst: &Instance) -> Result<()> {
@@ -375,7 +375,7 @@ mod tests {
             next_sentence_label: (i % 2) as u8,
         };
         for budget in [usize::MAX, 1000] {
-            let mut spill = Spill::with_budget(dir.path(), 2, budget).unwrap();
+            let mut spill = Spill::with_budget(dir.path(), 2, budget);
             for i in 0..100 {
                 spill.push((i % 2) as usize, &inst(i)).unwrap();
             }
