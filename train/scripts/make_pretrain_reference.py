@@ -4,8 +4,9 @@
 Writes into OUT_DIR (default: train/tests/fixtures/pretrain_reference):
   config.json, model.safetensors  a tiny BertForPreTraining, initialised by transformers
   reference.json                  a batch, the learning rates, and the MLM / NSP losses and
-                                  gradient norms of 10 steps on it, with AdamW (PyTorch's) and
-                                  with BERTAdam (GluonNLP's: AdamW without bias correction)
+                                  gradient norms of 10 steps on it, with AdamW (PyTorch's),
+                                  BERTAdam (GluonNLP's: AdamW without bias correction) and
+                                  LAMB (GluonNLP's, written out below: torch has none)
 
 train/tests/pretrain_reference.rs loads the same weights into bert-train, runs its own training
 step (train_step: loss, backward, global-norm clipping at 1.0, the optimizer with weight decay
@@ -36,12 +37,17 @@ MASK_ID = 4
 PAD_ID = 0
 
 
-def gluonnlp_lr(step: int) -> float:
+# LAMB's steps are relative to each tensor's norm: at AdamW's rate 10 steps barely move the loss,
+# and a comparison of two losses that hardly changed would prove little.
+LAMB_LR = 2e-2
+
+
+def gluonnlp_lr(step: int, base_lr: float = BASE_LR) -> float:
     """Linear warmup then linear decay, steps counted from 1 (bert-train's LinearSchedule)."""
     warmup = int(STEPS * WARMUP_RATIO)
     if step < warmup or warmup >= STEPS:
-        return BASE_LR * min(step / max(warmup, 1), 1.0)
-    return max(BASE_LR * (1.0 - (step - warmup) / (STEPS - warmup)), 0.0)
+        return base_lr * min(step / max(warmup, 1), 1.0)
+    return max(base_lr * (1.0 - (step - warmup) / (STEPS - warmup)), 0.0)
 
 
 def make_batch(vocab_size: int, gen: torch.Generator):
@@ -108,7 +114,39 @@ class BertAdam(torch.optim.Optimizer):
                 p.sub_(group["lr"] * update)
 
 
-def train(model, optimizer_class, batch):
+class Lamb(torch.optim.Optimizer):
+    """GluonNLP's LAMB (bias_correction=True, no norm bounds), as You et al. 2019:
+    r = m_hat / (sqrt(v_hat) + eps) + wd * w;  w -= lr * (|w| / |r|) * r, the ratio 1 when
+    either norm is 0."""
+
+    def __init__(self, params, lr, betas, eps):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": 0.0})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["t"] = 0
+                    state["m"] = torch.zeros_like(p)
+                    state["v"] = torch.zeros_like(p)
+                state["t"] += 1
+                t, m, v = state["t"], state["m"], state["v"]
+                m.mul_(b1).add_(p.grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                m_hat = m / (1 - b1 ** t)
+                v_hat = v / (1 - b2 ** t)
+                update = m_hat / (v_hat.sqrt() + group["eps"]) + group["weight_decay"] * p
+                w_norm, u_norm = p.norm(), update.norm()
+                ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+                p.sub_(group["lr"] * ratio * update)
+
+
+def train(model, optimizer_class, batch, base_lr=BASE_LR):
     """10 steps; the losses before each and after the last, the gradient norms, the rates."""
     no_decay = [p for n, p in model.named_parameters() if "LayerNorm" in n or n.endswith("bias")]
     decay = [p for n, p in model.named_parameters()
@@ -124,7 +162,7 @@ def train(model, optimizer_class, batch):
         optimizer.zero_grad()
         (mlm + nsp).backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-        lr = gluonnlp_lr(step)
+        lr = gluonnlp_lr(step, base_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.step()
@@ -133,7 +171,7 @@ def train(model, optimizer_class, batch):
     with torch.no_grad():
         mlm, nsp = losses(model, *batch)
     steps.append({"mlm_loss": mlm.item(), "nsp_loss": nsp.item()})
-    return {"lrs": lrs, "steps": steps}
+    return {"base_lr": base_lr, "lrs": lrs, "steps": steps}
 
 
 def main():
@@ -150,7 +188,8 @@ def main():
     batch = tensors(rows)
 
     runs = {"adamw": train(copy.deepcopy(model), torch.optim.AdamW, batch),
-            "bertadam": train(copy.deepcopy(model), BertAdam, batch)}
+            "bertadam": train(copy.deepcopy(model), BertAdam, batch),
+            "lamb": train(copy.deepcopy(model), Lamb, batch, LAMB_LR)}
 
     reference = {
         "made_by": "train/scripts/make_pretrain_reference.py",

@@ -89,6 +89,30 @@ impl BackendKind {
     }
 }
 
+impl BackendKind {
+    /// The device of data-parallel rank `index` (`--gpus`): CUDA's device `index`; wgpu's
+    /// default adapter for a single rank, else its `index`-th discrete GPU; the CPU backend
+    /// has one device, which every rank shares.
+    pub fn device_at(self, index: usize, ranks: usize) -> Result<Device, BertError> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Self::Cuda => {
+                self.device()?;
+                Ok(Device::cuda(index))
+            }
+            #[cfg(feature = "wgpu")]
+            Self::Wgpu if ranks > 1 || index > 0 => {
+                self.device()?;
+                Ok(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)))
+            }
+            _ => {
+                let _ = (index, ranks);
+                self.device()
+            }
+        }
+    }
+}
+
 /// The wgpu runtime can be initialised once per process; later calls get the same device.
 /// Initialising it explicitly (rather than lazily on first use) turns "no adapter" into an
 /// error here instead of a panic inside the first kernel launch.

@@ -81,7 +81,9 @@ fn help_has_an_example_the_flags_and_no_subcommand_stubs() {
         "--warmup-ratio",
         "--num-steps",
         "--optimizer",
-        "lamb is not implemented",
+        "lamb: layer-wise",
+        "--gpus",
+        "--dtype",
         "--use-avg-len",
         "--dynamic-masking",
         "--data-eval",
@@ -204,8 +206,15 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     expect_error(&bert_train(&args(&r)), &["no manifest.json"]);
 
     let mut r = run.clone();
-    r.extend(["--optimizer".into(), "lamb".into()]);
-    expect_error(&bert_train(&args(&r)), &["lamb", "not implemented"]);
+    r.extend(["--dtype".into(), "float16".into()]);
+    expect_error(&bert_train(&args(&r)), &["float16", "not implemented"]);
+
+    let mut r = run.clone();
+    r.extend(["--gpus".into(), "0,1,2,3,4,5,6,7".into()]);
+    expect_error(
+        &bert_train(&args(&r)),
+        &["fewer than the 8 data-parallel ranks"],
+    );
 
     let mut r = run.clone();
     r[3] = "bert_3_3_3".into();

@@ -1,8 +1,8 @@
 //! bert-train's training step against PyTorch: the same initial weights (a transformers
 //! `BertForPreTraining`, loaded through our HF importer), the same batch, no dropout. The MLM
 //! and NSP losses at step 0 and after each of 10 steps, and the gradient norms, equal
-//! PyTorch's within 1e-3 relative, with AdamW (torch.optim.AdamW) and with BERTAdam (GluonNLP's
-//! update written out in PyTorch).
+//! PyTorch's within 1e-3 relative, with AdamW (torch.optim.AdamW), and with BERTAdam and LAMB
+//! (GluonNLP's updates written out in PyTorch).
 //!
 //! The fixture is made by `train/scripts/make_pretrain_reference.py`.
 
@@ -15,7 +15,7 @@ use bert_train::pretrain::OptimizerKind;
 use bert_train::pretrain::loss::{BatchStats, BatchTensors, pretraining_losses};
 use bert_train::pretrain::optim::build_optimizer;
 use bert_train::pretrain::schedule::LinearSchedule;
-use bert_train::pretrain::step::train_step;
+use bert_train::pretrain::step::{single, train_step};
 use burn::module::Module;
 use burn::prelude::*;
 
@@ -73,7 +73,7 @@ fn compare_with_pytorch(kind: OptimizerKind, name: &str) {
 
     let opt = &reference["optimizer"];
     let schedule = LinearSchedule::new(
-        opt["base_lr"].as_f64().unwrap(),
+        reference[name]["base_lr"].as_f64().unwrap(),
         opt["warmup_ratio"].as_f64().unwrap(),
         opt["num_steps"].as_u64().unwrap(),
     );
@@ -88,8 +88,14 @@ fn compare_with_pytorch(kind: OptimizerKind, name: &str) {
             lr,
             lrs[i].as_f64().unwrap(),
         );
-        let (updated, report) =
-            train_step(model, &mut optimizer, 1, |_| Ok(tensors.clone()), lr, 1.0).unwrap();
+        let (updated, report) = train_step(
+            model,
+            &mut optimizer,
+            single(&device, tensors.clone(), 0),
+            lr,
+            1.0,
+        )
+        .unwrap();
         model = updated;
         let stats = report.micro_batches[0];
         let n = i + 1;
@@ -139,4 +145,9 @@ fn adamw_steps_equal_pytorch() {
 #[test]
 fn bertadam_steps_equal_pytorch() {
     compare_with_pytorch(OptimizerKind::BertAdam, "bertadam");
+}
+
+#[test]
+fn lamb_steps_equal_pytorch() {
+    compare_with_pytorch(OptimizerKind::Lamb, "lamb");
 }

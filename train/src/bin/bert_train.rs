@@ -57,8 +57,8 @@ struct Args {
     #[arg(long, alias = "num_steps", default_value_t = 20)]
     num_steps: u64,
     /// bertadam: AdamW without bias correction (GluonNLP, Google's BERT); adamw: with it
-    /// (PyTorch). Both: weight decay 0.01 except LayerNorm and biases, gradients clipped to
-    /// global norm 1. (lamb is not implemented yet.)
+    /// (PyTorch); lamb: layer-wise trust ratio on top of AdamW (large batches). All: weight
+    /// decay 0.01 except LayerNorm and biases, gradients clipped to global norm 1.
     #[arg(long, default_value = "bertadam")]
     optimizer: String,
     /// Size batches by tokens instead of sequences: --batch-size becomes a token budget.
@@ -91,6 +91,15 @@ struct Args {
     /// Where to run: cpu (burn flex), wgpu (GPU, or Mesa lavapipe), cuda (if built with it).
     #[arg(long, default_value = "cpu")]
     backend: String,
+    /// Data parallelism: device indices, one rank each (e.g. 0,1,2,3); each rank takes
+    /// --batch-size sequences and its own share of the shards, gradients are summed on the
+    /// first device. The cpu backend has one device, which the ranks then take in turn.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    gpus: Vec<usize>,
+    /// Training precision. Only float32 is implemented: burn 0.22 has no automatic mixed
+    /// precision yet, and float16/bfloat16 give an error rather than a silently different run.
+    #[arg(long, default_value = "float32")]
+    dtype: String,
 }
 
 fn run(args: Args) -> Result<()> {
@@ -113,8 +122,21 @@ fn run(args: Args) -> Result<()> {
     config.log_interval = args.log_interval;
     config.seed = args.seed;
     config.backend = args.backend.parse::<BackendKind>()?;
+    config.gpus = args.gpus;
+    check_dtype(&args.dtype)?;
     train(&config, &RunOptions::default())?;
     Ok(())
+}
+
+fn check_dtype(dtype: &str) -> Result<()> {
+    match dtype {
+        "float32" | "fp32" => Ok(()),
+        "float16" | "fp16" | "bfloat16" | "bf16" => anyhow::bail!(
+            "--dtype {dtype} is not implemented yet: burn 0.22 has no automatic mixed precision \
+             and bert-train trains in float32 only"
+        ),
+        other => anyhow::bail!("unknown --dtype {other:?}; expected float32, float16 or bfloat16"),
+    }
 }
 
 fn main() -> std::process::ExitCode {

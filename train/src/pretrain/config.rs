@@ -16,6 +16,9 @@ pub enum OptimizerKind {
     BertAdam,
     /// AdamW with bias correction (PyTorch's / HuggingFace's).
     AdamW,
+    /// LAMB (You et al. 2019, GluonNLP's `lamb`): the bias-corrected Adam update plus weight
+    /// decay, scaled per tensor by the trust ratio `|w| / |update|`.
+    Lamb,
 }
 
 impl core::str::FromStr for OptimizerKind {
@@ -25,8 +28,8 @@ impl core::str::FromStr for OptimizerKind {
         match s.to_ascii_lowercase().as_str() {
             "bertadam" => Ok(Self::BertAdam),
             "adamw" => Ok(Self::AdamW),
-            "lamb" => bail!("--optimizer lamb is not implemented yet; use bertadam or adamw"),
-            other => bail!("unknown --optimizer {other:?}; expected bertadam or adamw"),
+            "lamb" => Ok(Self::Lamb),
+            other => bail!("unknown --optimizer {other:?}; expected bertadam, adamw or lamb"),
         }
     }
 }
@@ -92,6 +95,9 @@ pub struct PretrainConfig {
     pub log_interval: u64,
     pub seed: u64,
     pub backend: BackendKind,
+    /// Data-parallel ranks, one per listed device index (`--gpus 0,1`); the first is the main
+    /// device, where the optimizer runs. Each rank reads its own share of the shards.
+    pub gpus: Vec<usize>,
     /// Evaluated at the end of training (`--data-eval`).
     pub data_eval: Option<PathBuf>,
     pub batch_size_eval: usize,
@@ -120,6 +126,7 @@ impl PretrainConfig {
             log_interval: 250,
             seed: 0,
             backend: BackendKind::Cpu,
+            gpus: vec![0],
             data_eval: None,
             batch_size_eval: 8,
         }
@@ -158,6 +165,15 @@ impl PretrainConfig {
             "the gradient clipping norm must be positive, got {}",
             self.max_grad_norm
         );
+        ensure!(
+            !self.gpus.is_empty(),
+            "--gpus needs at least one device index"
+        );
+        if self.backend != BackendKind::Cpu {
+            for (i, g) in self.gpus.iter().enumerate() {
+                ensure!(!self.gpus[..i].contains(g), "--gpus lists device {g} twice");
+            }
+        }
         if self.pretrained {
             ensure!(
                 matches!(self.model, ModelSource::Dir(_)),
@@ -184,6 +200,8 @@ impl PretrainConfig {
             "use_avg_len": self.use_avg_len,
             "dynamic_masking": self.dynamic_masking,
             "seed": self.seed,
+            // Each rank reads its own share of the shards: another count is another data order.
+            "ranks": self.gpus.len(),
         })
     }
 }
@@ -193,7 +211,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_optimizers_and_refuses_lamb_for_now() {
+    fn parses_the_three_optimizers() {
         assert_eq!(
             "BERTAdam".parse::<OptimizerKind>().unwrap(),
             OptimizerKind::BertAdam
@@ -202,8 +220,12 @@ mod tests {
             "adamw".parse::<OptimizerKind>().unwrap(),
             OptimizerKind::AdamW
         );
-        let err = "lamb".parse::<OptimizerKind>().unwrap_err().to_string();
-        assert!(err.contains("not implemented"), "{err}");
+        assert_eq!(
+            "LAMB".parse::<OptimizerKind>().unwrap(),
+            OptimizerKind::Lamb
+        );
+        let err = "sgd".parse::<OptimizerKind>().unwrap_err().to_string();
+        assert!(err.contains("bertadam, adamw or lamb"), "{err}");
     }
 
     #[test]

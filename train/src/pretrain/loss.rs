@@ -23,6 +23,8 @@ pub struct BatchTensors {
     pub rows: usize,
     /// Real (unpadded) tokens.
     pub tokens: usize,
+    /// Sum of `masked_weights`: the masked tokens that count.
+    pub mlm_weight: f64,
 }
 
 impl BatchTensors {
@@ -67,6 +69,7 @@ impl BatchTensors {
             weights.push(0.0);
         }
         let n = positions.len();
+        let mlm_weight = weights.iter().map(|&w| w as f64).sum();
         let ints2 = |v: &[u32]| {
             let data: Vec<i64> = v.iter().map(|&x| x as i64).collect();
             Tensor::<2, Int>::from_data(TensorData::new(data, [rows, seq]), device)
@@ -93,6 +96,7 @@ impl BatchTensors {
             ),
             rows,
             tokens: batch.tokens(),
+            mlm_weight,
         })
     }
 }
@@ -100,7 +104,7 @@ impl BatchTensors {
 /// The losses of one forward pass, and what the metrics need, still on the device.
 #[derive(Debug, Clone)]
 pub struct Losses {
-    /// `mlm + nsp`, what the gradients are taken of.
+    /// `mlm + nsp` (as parts of the step's means), what the gradients are taken of.
     pub total: Tensor<1>,
     /// `[mlm_loss, mlm_correct, mlm_weight, nsp_loss, nsp_correct, sequences]`, detached: one
     /// transfer to read them all.
@@ -140,7 +144,29 @@ impl BatchStats {
     }
 }
 
-/// Weighted mean cross-entropy and weighted count of correct argmax predictions.
+/// What a step's losses are divided by: its masked tokens and sequences over every micro-batch
+/// of every rank, so that splitting a batch does not change the update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepTotals {
+    pub mlm_weight: f64,
+    pub sequences: f64,
+}
+
+impl StepTotals {
+    pub fn of<'a>(batches: impl IntoIterator<Item = &'a BatchTensors>) -> Self {
+        let mut totals = Self {
+            mlm_weight: 0.0,
+            sequences: 0.0,
+        };
+        for b in batches {
+            totals.mlm_weight += b.mlm_weight;
+            totals.sequences += b.rows as f64;
+        }
+        totals
+    }
+}
+
+/// Weighted sum of cross-entropies, weighted count of correct argmax predictions, weight sum.
 fn cross_entropy(
     logits: Tensor<2>,
     labels: Tensor<1, Int>,
@@ -159,36 +185,47 @@ fn cross_entropy(
         .gather(1, labels.reshape([n, 1]))
         .reshape([n])
         .neg();
-    let weight_sum = weights.clone().sum();
-    // max(.., tiny): a batch whose predictions all have weight 0 has loss 0, not NaN.
-    let loss = (nll * weights.clone()).sum() / weight_sum.clone().clamp_min(1e-12);
-    (loss, (correct * weights).sum(), weight_sum)
+    let loss_sum = (nll * weights.clone()).sum();
+    (loss_sum, (correct * weights.clone()).sum(), weights.sum())
 }
 
-/// Forward `model` on `batch` and compute both losses.
+/// Forward `model` on `batch`; both losses as means over the batch itself.
 pub fn pretraining_losses(model: &BertForPreTraining, batch: &BatchTensors) -> Losses {
+    pretraining_losses_in_step(model, batch, StepTotals::of([batch]))
+}
+
+/// Forward `model` on `batch`; the gradient loss divided by the whole step's `totals`, the
+/// reported statistics still this batch's own means.
+pub fn pretraining_losses_in_step(
+    model: &BertForPreTraining,
+    batch: &BatchTensors,
+    totals: StepTotals,
+) -> Losses {
     let out = model.forward(batch.input.clone(), batch.masked_positions.clone());
-    let (mlm, mlm_correct, mlm_weight) = cross_entropy(
+    let (mlm_sum, mlm_correct, mlm_weight) = cross_entropy(
         out.mlm_logits,
         batch.masked_ids.clone(),
         batch.masked_weights.clone(),
     );
     let nsp_weights = Tensor::<1>::ones([batch.rows], &batch.masked_weights.device());
-    let (nsp, nsp_correct, sequences) =
+    let (nsp_sum, nsp_correct, sequences) =
         cross_entropy(out.nsp_logits, batch.nsp_labels.clone(), nsp_weights);
+    // max(.., tiny): a batch whose predictions all have weight 0 has loss 0, not NaN.
+    let mean = |sum: &Tensor<1>, weight: &Tensor<1>| {
+        sum.clone().detach() / weight.clone().detach().clamp_min(1e-12)
+    };
     let stats = Tensor::cat(
         vec![
-            mlm.clone().detach(),
+            mean(&mlm_sum, &mlm_weight),
             mlm_correct,
             mlm_weight.detach(),
-            nsp.clone().detach(),
+            mean(&nsp_sum, &sequences),
             nsp_correct,
             sequences.detach(),
         ],
         0,
     );
-    Losses {
-        total: mlm + nsp,
-        stats,
-    }
+    let total = mlm_sum.div_scalar(totals.mlm_weight.max(1e-12))
+        + nsp_sum.div_scalar(totals.sequences.max(1e-12));
+    Losses { total, stats }
 }

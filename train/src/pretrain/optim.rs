@@ -5,14 +5,17 @@
 //!   written here; its state is burn-optim's own `AdaptiveMomentumState`, so it saves and loads
 //!   like every burn optimizer.
 //! - AdamW: burn-optim's, with bias correction, as PyTorch's.
+//! - LAMB: burn-optim's, which is GluonNLP's `lamb` (bias-corrected moments, decoupled weight
+//!   decay inside the update, per-tensor trust ratio `|w| / |update|`, 1 where either is 0).
 //!
-//! Both decay every parameter except LayerNorm's and the biases (a second parameter group with
+//! All three decay every parameter except LayerNorm's and the biases (a second parameter group with
 //! weight decay 0), and gradients are clipped to a global L2 norm first: burn-optim's
 //! `GradientClipping::Norm` clips each tensor on its own, which is not what BERT does.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{
-    AdamWConfig, AdaptiveMomentumState, GradientsParams, LearningRate, ModuleOptimizer, Optimizer,
+    AdamWConfig, AdaptiveMomentumState, GradientsParams, LambConfig, LearningRate, ModuleOptimizer,
+    Optimizer,
 };
 use burn::prelude::*;
 
@@ -105,6 +108,17 @@ pub fn build_optimizer(kind: OptimizerKind, weight_decay: f64) -> ModuleOptimize
                     .build()
             };
             ModuleOptimizer::from(adamw(wd)).with_group(no_decay, adamw(0.0), None)
+        }
+        OptimizerKind::Lamb => {
+            let lamb = |wd: f32| {
+                LambConfig::new()
+                    .with_beta_1(BETA_1)
+                    .with_beta_2(BETA_2)
+                    .with_epsilon(EPSILON)
+                    .with_weight_decay(wd)
+                    .build()
+            };
+            ModuleOptimizer::from(lamb(wd)).with_group(no_decay, lamb(0.0), None)
         }
     }
 }

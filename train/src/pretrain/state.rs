@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::BertForPreTraining;
 
-const STATE_VERSION: u32 = 1;
+/// 2: one loader position per data-parallel rank.
+pub const STATE_VERSION: u32 = 2;
 const PREFIX: &str = "step-";
 
 /// `state.json`.
@@ -31,8 +32,8 @@ pub struct TrainState {
     pub format_version: u32,
     /// Optimizer steps done.
     pub step: u64,
-    /// Where the loader continues.
-    pub loader: LoaderPosition,
+    /// Where each data-parallel rank's loader continues.
+    pub loaders: Vec<LoaderPosition>,
     pub seed: u64,
     /// `PretrainConfig::trajectory_fingerprint` of the run that wrote it.
     pub settings: serde_json::Value,

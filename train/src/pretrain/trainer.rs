@@ -20,8 +20,8 @@ use super::optim::build_optimizer;
 use super::plot::write_metrics_svg;
 use super::progress::Progress;
 use super::schedule::LinearSchedule;
-use super::state::{self, TrainState};
-use super::step::train_step;
+use super::state::{self, STATE_VERSION, TrainState};
+use super::step::{MicroBatch, RankWork, train_step};
 use crate::checkpoint::{
     copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining, write_atomic,
 };
@@ -62,8 +62,9 @@ pub struct Summary {
 
 /// The backend's generator is reseeded before every micro-batch from these coordinates, so
 /// dropout masks are a function of the step and a resumed run draws the same ones.
-fn micro_batch_seed(seed: u64, step: u64, micro: usize) -> u64 {
-    let mut z = seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (micro as u64).rotate_left(32);
+fn micro_batch_seed(seed: u64, step: u64, rank: usize, micro: usize) -> u64 {
+    let micro = ((rank as u64) << 20) ^ micro as u64;
+    let mut z = seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ micro.rotate_left(32);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -214,6 +215,14 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
     let manifest = set.manifest().clone();
     let bert_config = config.model.bert_config(manifest.vocab.size)?;
     check_model_fits_data(config, &bert_config, &manifest)?;
+    let ranks = config.gpus.len();
+    ensure!(
+        manifest.shards.len() >= ranks,
+        "{} has {} shards, fewer than the {ranks} data-parallel ranks of --gpus: rebuild it \
+         with a smaller bert-pipeline build --shard-size (more, smaller shards)",
+        config.shards.display(),
+        manifest.shards.len()
+    );
     if let Some(eval_dir) = &config.data_eval {
         let eval_manifest = ShardSet::open(eval_dir)?.manifest().clone();
         ensure!(
@@ -222,14 +231,19 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
             eval_dir.display()
         );
     }
-    let device = config.backend.device()?.autodiff();
+    let devices = config
+        .gpus
+        .iter()
+        .map(|&g| Ok(config.backend.device_at(g, ranks)?.autodiff()))
+        .collect::<Result<Vec<_>>>()?;
+    let device = devices[0].clone();
     let settings = config.trajectory_fingerprint(&bert_config);
     let data = data_fingerprint(&manifest);
 
     state::remove_incomplete(&config.ckpt_dir)?;
     let resume = state::latest(&config.ckpt_dir)?;
     let optimizer = build_optimizer(config.optimizer, config.weight_decay);
-    let (model, mut optimizer, start_step, mut position) = match &resume {
+    let (model, mut optimizer, start_step, mut positions) = match &resume {
         Some(found) => {
             let differ = differing_keys(&found.state.settings, &settings);
             if !differ.is_empty() {
@@ -257,14 +271,25 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
                     found.state.step
                 ),
             );
-            (model, optimizer, found.state.step, found.state.loader)
+            ensure!(
+                found.state.loaders.len() == ranks,
+                "{} was written by a run with {} data-parallel ranks, not {ranks}",
+                found.dir.display(),
+                found.state.loaders.len()
+            );
+            (
+                model,
+                optimizer,
+                found.state.step,
+                found.state.loaders.clone(),
+            )
         }
         None => {
             let model = match (&config.model, config.pretrained) {
                 (ModelSource::Dir(dir), true) => load_pretraining_dir(dir, &device)?.0,
                 _ => init_from_scratch(&bert_config, config.seed, &device),
             };
-            (model, optimizer, 0, LoaderPosition::default())
+            (model, optimizer, 0, vec![LoaderPosition::default(); ranks])
         }
     };
     // Track gradients of every parameter, however it was created or loaded.
@@ -273,21 +298,26 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
     std::fs::create_dir_all(&config.ckpt_dir)
         .with_context(|| format!("cannot create {}", config.ckpt_dir.display()))?;
     let metrics = MetricsLog::open(&config.ckpt_dir, start_step)?;
-    let loader_config = LoaderConfig {
-        // With --use-avg-len, --batch-size is a token budget; rows are bounded by it too.
-        batch_size: config.batch_size,
-        tokens_per_batch: config.use_avg_len.then_some(config.batch_size),
-        seed: config.seed,
-        rank: 0,
-        world: 1,
-        dynamic_masking: if config.dynamic_masking {
-            Some(dynamic_masking(&manifest)?)
-        } else {
-            None
-        },
-        prefetch: 4,
+    let masking = if config.dynamic_masking {
+        Some(dynamic_masking(&manifest)?)
+    } else {
+        None
     };
-    let mut loader = BatchLoader::new(set, loader_config, position)?;
+    let mut loaders = Vec::with_capacity(ranks);
+    for (rank, &position) in positions.iter().enumerate() {
+        let loader_config = LoaderConfig {
+            // With --use-avg-len, --batch-size is a token budget; rows are bounded by it too.
+            batch_size: config.batch_size,
+            tokens_per_batch: config.use_avg_len.then_some(config.batch_size),
+            seed: config.seed,
+            rank,
+            world: ranks,
+            dynamic_masking: masking.clone(),
+            prefetch: 4,
+        };
+        let set = ShardSet::open(&config.shards)?;
+        loaders.push(BatchLoader::new(set, loader_config, position)?);
+    }
     let schedule = LinearSchedule::new(config.lr, config.warmup_ratio, config.num_steps);
     let end = opts
         .stop_after
@@ -311,25 +341,29 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
     let progress = Progress::new(opts.print, start_step, config.num_steps);
     for step in start_step + 1..=end {
         let lr = schedule.lr(step);
-        let next_batch = |micro: usize| -> Result<BatchTensors> {
-            let batch = loader
-                .next()
-                .context("the batch loader stopped unexpectedly")??;
-            position = batch.position_after;
-            device.seed(micro_batch_seed(config.seed, step, micro));
-            let tensors = BatchTensors::from_batch(&batch, bert_config.vocab_size, &device)?;
-            interval.add_sizes(batch.rows, tensors.tokens);
-            Ok(tensors)
-        };
-        let (updated, report) = train_step(
-            model,
-            &mut optimizer,
-            config.accumulate,
-            next_batch,
-            lr,
-            config.max_grad_norm,
-        )
-        .with_context(|| {
+        let mut work = Vec::with_capacity(ranks);
+        for (rank, loader) in loaders.iter_mut().enumerate() {
+            let mut batches = Vec::with_capacity(config.accumulate);
+            for micro in 0..config.accumulate {
+                let batch = loader
+                    .next()
+                    .context("the batch loader stopped unexpectedly")??;
+                positions[rank] = batch.position_after;
+                let tensors =
+                    BatchTensors::from_batch(&batch, bert_config.vocab_size, &devices[rank])?;
+                interval.add_sizes(batch.rows, tensors.tokens);
+                batches.push(MicroBatch {
+                    tensors,
+                    seed: micro_batch_seed(config.seed, step, rank, micro),
+                });
+            }
+            work.push(RankWork {
+                device: devices[rank].clone(),
+                batches,
+            });
+        }
+        let (updated, report) = train_step(model, &mut optimizer, work, lr, config.max_grad_norm)
+            .with_context(|| {
             format!(
                 "step {step}: stopped without saving, so the newest checkpoint in {} is the \
                  last good state. A diverging run needs a lower --lr or a longer warmup \
@@ -353,9 +387,9 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
         }
         if step % config.ckpt_interval == 0 || step == config.num_steps {
             let train_state = TrainState {
-                format_version: 1,
+                format_version: STATE_VERSION,
                 step,
-                loader: position,
+                loaders: positions.clone(),
                 seed: config.seed,
                 settings: settings.clone(),
                 data: data.clone(),
