@@ -206,8 +206,11 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     expect_error(&bert_train(&args(&r)), &["no manifest.json"]);
 
     let mut r = run.clone();
-    r.extend(["--dtype".into(), "float16".into()]);
-    expect_error(&bert_train(&args(&r)), &["float16", "not implemented"]);
+    r.extend(["--dtype".into(), "int8".into()]);
+    expect_error(
+        &bert_train(&args(&r)),
+        &["int8", "float32, float16 or bfloat16"],
+    );
 
     let mut r = run.clone();
     r.extend(["--gpus".into(), "0,1,2,3,4,5,6,7".into()]);

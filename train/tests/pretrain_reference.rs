@@ -15,7 +15,7 @@ use bert_train::pretrain::OptimizerKind;
 use bert_train::pretrain::loss::{BatchStats, BatchTensors, pretraining_losses};
 use bert_train::pretrain::optim::build_optimizer;
 use bert_train::pretrain::schedule::LinearSchedule;
-use bert_train::pretrain::step::{single, train_step};
+use bert_train::pretrain::step::{StepSettings, single, train_step};
 use burn::module::Module;
 use burn::prelude::*;
 
@@ -92,8 +92,7 @@ fn compare_with_pytorch(kind: OptimizerKind, name: &str) {
             model,
             &mut optimizer,
             single(&device, tensors.clone(), 0),
-            lr,
-            1.0,
+            StepSettings::float32(lr, 1.0),
         )
         .unwrap();
         model = updated;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
+use super::precision::Precision;
 use crate::backend::BackendKind;
 use crate::model::{BertConfig, ZOO_NAMES};
 
@@ -98,6 +99,8 @@ pub struct PretrainConfig {
     /// Data-parallel ranks, one per listed device index (`--gpus 0,1`); the first is the main
     /// device, where the optimizer runs. Each rank reads its own share of the shards.
     pub gpus: Vec<usize>,
+    /// `--dtype`: the precision of forward and backward (the weights stay float32).
+    pub dtype: Precision,
     /// Evaluated at the end of training (`--data-eval`).
     pub data_eval: Option<PathBuf>,
     pub batch_size_eval: usize,
@@ -127,6 +130,7 @@ impl PretrainConfig {
             seed: 0,
             backend: BackendKind::Cpu,
             gpus: vec![0],
+            dtype: Precision::Float32,
             data_eval: None,
             batch_size_eval: 8,
         }
@@ -202,6 +206,7 @@ impl PretrainConfig {
             "seed": self.seed,
             // Each rank reads its own share of the shards: another count is another data order.
             "ranks": self.gpus.len(),
+            "dtype": self.dtype,
         })
     }
 }

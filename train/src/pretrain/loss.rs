@@ -189,6 +189,14 @@ fn cross_entropy(
     (loss_sum, (correct * weights.clone()).sum(), weights.sum())
 }
 
+fn to_f32(logits: Tensor<2>) -> Tensor<2> {
+    if logits.dtype() == burn::tensor::DType::F32 {
+        logits
+    } else {
+        logits.cast(burn::tensor::FloatDType::F32)
+    }
+}
+
 /// Forward `model` on `batch`; both losses as means over the batch itself.
 pub fn pretraining_losses(model: &BertForPreTraining, batch: &BatchTensors) -> Losses {
     pretraining_losses_in_step(model, batch, StepTotals::of([batch]))
@@ -202,14 +210,17 @@ pub fn pretraining_losses_in_step(
     totals: StepTotals,
 ) -> Losses {
     let out = model.forward(batch.input.clone(), batch.masked_positions.clone());
+    // A half-precision model's logits: the softmax and the loss in float32, as mixed precision
+    // does it.
+    let (mlm_logits, nsp_logits) = (to_f32(out.mlm_logits), to_f32(out.nsp_logits));
     let (mlm_sum, mlm_correct, mlm_weight) = cross_entropy(
-        out.mlm_logits,
+        mlm_logits,
         batch.masked_ids.clone(),
         batch.masked_weights.clone(),
     );
     let nsp_weights = Tensor::<1>::ones([batch.rows], &batch.masked_weights.device());
     let (nsp_sum, nsp_correct, sequences) =
-        cross_entropy(out.nsp_logits, batch.nsp_labels.clone(), nsp_weights);
+        cross_entropy(nsp_logits, batch.nsp_labels.clone(), nsp_weights);
     // max(.., tiny): a batch whose predictions all have weight 0 has loss 0, not NaN.
     let mean = |sum: &Tensor<1>, weight: &Tensor<1>| {
         sum.clone().detach() / weight.clone().detach().clamp_min(1e-12)

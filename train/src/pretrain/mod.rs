@@ -5,6 +5,7 @@
 //! - [`schedule`]: linear warmup, then linear decay to zero.
 //! - [`loss`]: a loader `Batch` as tensors, and the MLM + NSP losses and accuracies.
 //! - [`optim`]: BERTAdam / AdamW with weight-decay groups, global-norm gradient clipping.
+//! - [`precision`]: `--dtype`: half-precision compute, float32 master weights, loss scaling.
 //! - [`init`]: BERT's initialisation for training from scratch.
 //! - [`step`]: one optimizer step over accumulated micro-batches.
 //! - [`state`]: checkpoints (model, optimizer, step, data position), atomic, last K kept.
@@ -20,6 +21,7 @@ pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+pub mod precision;
 pub mod progress;
 pub mod schedule;
 pub mod state;
@@ -28,4 +30,5 @@ pub mod trainer;
 
 pub use config::{ModelSource, OptimizerKind, PretrainConfig};
 pub use eval::{EvalResult, evaluate};
+pub use precision::Precision;
 pub use trainer::{RunOptions, Summary, train};

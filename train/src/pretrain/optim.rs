@@ -156,6 +156,16 @@ impl ModuleVisitor for Scale<'_> {
     }
 }
 
+/// Multiply every gradient by `factor` (undoing a loss scale).
+pub fn scale_gradients<M: Module>(module: &M, grads: &mut GradientsParams, factor: f64) {
+    let device = match module.devices().first() {
+        Some(d) => d.clone(),
+        None => return,
+    };
+    let factor = Tensor::<1>::from_floats([factor as f32], &device.without_autodiff());
+    module.visit(&mut Scale { grads, factor });
+}
+
 /// Rescale `grads` so that their global L2 norm is at most `max_norm` (PyTorch's
 /// `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)`, capped at 1). Returns the norm before
 /// clipping. The rescaling stays on the device; only the norm is read back.

@@ -20,6 +20,7 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::precision::LossScale;
 use crate::model::BertForPreTraining;
 
 /// 2: one loader position per data-parallel rank.
@@ -34,6 +35,9 @@ pub struct TrainState {
     pub step: u64,
     /// Where each data-parallel rank's loader continues.
     pub loaders: Vec<LoaderPosition>,
+    /// float16's dynamic loss scale, where it is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScale>,
     pub seed: u64,
     /// `PretrainConfig::trajectory_fingerprint` of the run that wrote it.
     pub settings: serde_json::Value,

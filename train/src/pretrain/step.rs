@@ -9,6 +9,10 @@
 //! distinct devices run in parallel threads; ranks that share a device (burn's CPU backend has
 //! one) run in turn, which keeps their dropout draws deterministic.
 //!
+//! With `--dtype float16|bfloat16` each rank computes with a half-precision cast of the
+//! float32 weights ([`super::precision`]); float16 losses are multiplied by the loss scale, the
+//! summed gradients divided by it, and a step whose gradients overflowed is skipped.
+//!
 //! The losses are normalised by the whole step's counts (masked tokens, sequences), not each
 //! micro-batch's: R ranks × A micro-batches of B sequences then give the same update as one
 //! batch of R·A·B, which is what the data-parallel test checks.
@@ -19,7 +23,8 @@ use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
 use super::loss::{BatchStats, BatchTensors, StepTotals, pretraining_losses_in_step};
-use super::optim::clip_global_norm;
+use super::optim::{clip_global_norm, scale_gradients};
+use super::precision::{Precision, compute_model};
 use crate::model::BertForPreTraining;
 
 /// A micro-batch on its rank's device, with the seed of its dropout draws.
@@ -34,8 +39,32 @@ pub struct MicroBatch {
 pub struct StepReport {
     /// The losses and accuracies of each micro-batch (rank by rank), before the update.
     pub micro_batches: Vec<BatchStats>,
-    /// The global gradient norm before clipping.
+    /// The global gradient norm before clipping (of the unscaled gradients).
     pub grad_norm: f64,
+    /// float16 with loss scaling: the gradients overflowed and the update was skipped.
+    pub overflowed: bool,
+}
+
+/// How to apply a step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepSettings {
+    pub lr: f64,
+    pub max_grad_norm: f64,
+    pub precision: Precision,
+    /// The losses are multiplied by it before backward (1 without loss scaling).
+    pub loss_scale: f64,
+}
+
+impl StepSettings {
+    /// float32, no loss scaling.
+    pub fn float32(lr: f64, max_grad_norm: f64) -> Self {
+        Self {
+            lr,
+            max_grad_norm,
+            precision: Precision::Float32,
+            loss_scale: 1.0,
+        }
+    }
 }
 
 /// One rank's share of a step: its device and its micro-batches (already on that device).
@@ -51,17 +80,19 @@ fn rank_gradients(
     work: RankWork,
     totals: StepTotals,
     main: &Device,
+    settings: StepSettings,
 ) -> Result<(GradientsParams, Vec<BatchStats>)> {
     let model = if &work.device == main {
         model.clone()
     } else {
         model.clone().fork(&work.device)
     };
+    let compute = compute_model(&model, settings.precision);
     let mut stats = Vec::with_capacity(work.batches.len());
     let mut accumulator = GradientsAccumulator::<BertForPreTraining>::new();
     for batch in work.batches {
         work.device.seed(batch.seed);
-        let losses = pretraining_losses_in_step(&model, &batch.tensors, totals);
+        let losses = pretraining_losses_in_step(&compute, &batch.tensors, totals);
         let s = BatchStats::read(losses.stats)?;
         ensure!(
             s.mlm_loss.is_finite() && s.nsp_loss.is_finite(),
@@ -70,10 +101,13 @@ fn rank_gradients(
             s.nsp_loss
         );
         stats.push(s);
-        accumulator.accumulate(
-            &model,
-            GradientsParams::from_grads(losses.total.backward(), &model),
-        );
+        let loss = if settings.loss_scale != 1.0 {
+            losses.total.mul_scalar(settings.loss_scale)
+        } else {
+            losses.total
+        };
+        // Keyed by the float32 parameters: the cast copies pass their gradients on to them.
+        accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
     }
     let grads = accumulator.grads();
     let grads = if &work.device == main {
@@ -85,15 +119,15 @@ fn rank_gradients(
 }
 
 /// Train `model` (on `ranks[0].device`, the main device) on every rank's micro-batches and
-/// apply one update at rate `lr`.
+/// apply one update.
 ///
-/// A non-finite loss or gradient norm is an error and the update is not applied.
+/// A non-finite loss is an error, and so is a non-finite gradient norm without loss scaling;
+/// with it, that step is skipped (`overflowed`). Either way the update is not applied.
 pub fn train_step(
     model: BertForPreTraining,
     optimizer: &mut ModuleOptimizer,
     ranks: Vec<RankWork>,
-    lr: f64,
-    max_grad_norm: f64,
+    settings: StepSettings,
 ) -> Result<(BertForPreTraining, StepReport)> {
     ensure!(!ranks.is_empty(), "a step needs at least one rank");
     let totals = StepTotals::of(
@@ -110,7 +144,7 @@ pub fn train_step(
                 .into_iter()
                 .map(|work| {
                     let (model, main) = (&model, &main);
-                    scope.spawn(move || rank_gradients(model, work, totals, main))
+                    scope.spawn(move || rank_gradients(model, work, totals, main, settings))
                 })
                 .collect();
             handles
@@ -124,7 +158,7 @@ pub fn train_step(
     } else {
         ranks
             .into_iter()
-            .map(|work| rank_gradients(&model, work, totals, &main))
+            .map(|work| rank_gradients(&model, work, totals, &main, settings))
             .collect()
     };
 
@@ -136,12 +170,19 @@ pub fn train_step(
         report.micro_batches.extend(stats);
     }
     let mut grads = accumulator.grads();
-    report.grad_norm = clip_global_norm(&model, &mut grads, max_grad_norm);
-    ensure!(
-        report.grad_norm.is_finite(),
-        "the gradient norm is not finite"
-    );
-    Ok((optimizer.step(lr, model, grads), report))
+    if settings.loss_scale != 1.0 {
+        scale_gradients(&model, &mut grads, 1.0 / settings.loss_scale);
+    }
+    report.grad_norm = clip_global_norm(&model, &mut grads, settings.max_grad_norm);
+    if !report.grad_norm.is_finite() {
+        ensure!(
+            settings.loss_scale != 1.0,
+            "the gradient norm is not finite"
+        );
+        report.overflowed = true;
+        return Ok((model, report));
+    }
+    Ok((optimizer.step(settings.lr, model, grads), report))
 }
 
 /// Whether no two devices are the same.

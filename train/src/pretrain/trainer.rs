@@ -18,10 +18,11 @@ use super::loss::BatchTensors;
 use super::metrics::{Interval, MetricsLog, MetricsRow};
 use super::optim::build_optimizer;
 use super::plot::write_metrics_svg;
+use super::precision::LossScale;
 use super::progress::Progress;
 use super::schedule::LinearSchedule;
 use super::state::{self, STATE_VERSION, TrainState};
-use super::step::{MicroBatch, RankWork, train_step};
+use super::step::{MicroBatch, RankWork, StepSettings, train_step};
 use crate::checkpoint::{
     copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining, write_atomic,
 };
@@ -237,12 +238,25 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
         .map(|&g| Ok(config.backend.device_at(g, ranks)?.autodiff()))
         .collect::<Result<Vec<_>>>()?;
     let device = devices[0].clone();
+    if let Some(dtype) = config.dtype.compute_dtype() {
+        for d in &devices {
+            ensure!(
+                d.supports_dtype(dtype),
+                "--dtype {}: the {} device {d:?} has no {} arithmetic (wgpu needs the \
+                 adapter's shader-f16 feature for float16)",
+                config.dtype,
+                config.backend,
+                config.dtype
+            );
+        }
+    }
     let settings = config.trajectory_fingerprint(&bert_config);
     let data = data_fingerprint(&manifest);
 
     state::remove_incomplete(&config.ckpt_dir)?;
     let resume = state::latest(&config.ckpt_dir)?;
     let optimizer = build_optimizer(config.optimizer, config.weight_decay);
+    let mut loss_scale = config.dtype.needs_loss_scaling().then(LossScale::new);
     let (model, mut optimizer, start_step, mut positions) = match &resume {
         Some(found) => {
             let differ = differing_keys(&found.state.settings, &settings);
@@ -271,6 +285,7 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
                     found.state.step
                 ),
             );
+            loss_scale = found.state.loss_scale;
             ensure!(
                 found.state.loaders.len() == ranks,
                 "{} was written by a run with {} data-parallel ranks, not {ranks}",
@@ -362,16 +377,25 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
                 batches,
             });
         }
-        let (updated, report) = train_step(model, &mut optimizer, work, lr, config.max_grad_norm)
+        let step_settings = StepSettings {
+            lr,
+            max_grad_norm: config.max_grad_norm,
+            precision: config.dtype,
+            loss_scale: loss_scale.map_or(1.0, |s| s.scale),
+        };
+        let (updated, report) = train_step(model, &mut optimizer, work, step_settings)
             .with_context(|| {
-            format!(
-                "step {step}: stopped without saving, so the newest checkpoint in {} is the \
+                format!(
+                    "step {step}: stopped without saving, so the newest checkpoint in {} is the \
                  last good state. A diverging run needs a lower --lr or a longer warmup \
                  (--warmup-ratio)",
-                config.ckpt_dir.display()
-            )
-        })?;
+                    config.ckpt_dir.display()
+                )
+            })?;
         model = updated;
+        if let Some(scale) = &mut loss_scale {
+            scale.update(report.overflowed);
+        }
         for stats in &report.micro_batches {
             interval.add_stats(stats);
         }
@@ -390,6 +414,7 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
                 format_version: STATE_VERSION,
                 step,
                 loaders: positions.clone(),
+                loss_scale,
                 seed: config.seed,
                 settings: settings.clone(),
                 data: data.clone(),

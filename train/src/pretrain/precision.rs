@@ -1,0 +1,179 @@
+//! `--dtype`: training in half precision as GluonNLP's `--dtype float16` does it — the model
+//! computes in float16 (or bfloat16) while the optimizer keeps float32 master weights
+//! (MXNet's `multi_precision`), and float16 losses are scaled dynamically so that small
+//! gradients do not underflow.
+//!
+//! The half-precision model is a cast of the float32 parameters *inside* the autodiff graph,
+//! so backward delivers float32 gradients for the master weights themselves; the losses are
+//! computed from logits cast back to float32.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
+use burn::tensor::FloatDType;
+use serde::{Deserialize, Serialize};
+
+use crate::model::BertForPreTraining;
+
+/// `--dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Float32,
+    Float16,
+    BFloat16,
+}
+
+impl core::str::FromStr for Precision {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "float32" | "fp32" => Ok(Self::Float32),
+            "float16" | "fp16" => Ok(Self::Float16),
+            "bfloat16" | "bf16" => Ok(Self::BFloat16),
+            other => {
+                anyhow::bail!("unknown --dtype {other:?}; expected float32, float16 or bfloat16")
+            }
+        }
+    }
+}
+
+impl core::fmt::Display for Precision {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Float32 => "float32",
+            Self::Float16 => "float16",
+            Self::BFloat16 => "bfloat16",
+        })
+    }
+}
+
+impl Precision {
+    /// The dtype the forward and backward passes run in; `None` for float32 (no cast).
+    pub fn compute_dtype(self) -> Option<FloatDType> {
+        match self {
+            Self::Float32 => None,
+            Self::Float16 => Some(FloatDType::F16),
+            Self::BFloat16 => Some(FloatDType::BF16),
+        }
+    }
+
+    /// float16's 5 exponent bits underflow on small gradients; bfloat16 has float32's range.
+    pub fn needs_loss_scaling(self) -> bool {
+        self == Self::Float16
+    }
+}
+
+/// Casts every float parameter, keeping its id, as a tracked operation.
+struct CastParams(FloatDType);
+
+impl ModuleMapper for CastParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dtype = self.0;
+        param.map(|t| t.cast(dtype))
+    }
+}
+
+/// The model to run forward and backward: `model` itself in float32, else its parameters cast
+/// to the compute dtype, with gradients flowing back to `model`'s float32 parameters.
+pub fn compute_model(model: &BertForPreTraining, precision: Precision) -> BertForPreTraining {
+    match precision.compute_dtype() {
+        None => model.clone(),
+        Some(dtype) => model.clone().map(&mut CastParams(dtype)),
+    }
+}
+
+/// Dynamic loss scaling (as MXNet's and PyTorch's `GradScaler`): multiply the loss by `scale`
+/// before backward; a step whose gradients overflow is skipped and halves the scale; after
+/// `growth_interval` clean steps in a row the scale doubles.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScale {
+    pub scale: f64,
+    /// Clean steps since the scale last changed.
+    pub clean_steps: u64,
+}
+
+impl LossScale {
+    /// MXNet's and PyTorch's defaults.
+    pub const INITIAL: f64 = 65536.0;
+    pub const GROWTH_INTERVAL: u64 = 2000;
+
+    pub fn new() -> Self {
+        Self {
+            scale: Self::INITIAL,
+            clean_steps: 0,
+        }
+    }
+
+    /// Record a step's outcome; `overflowed` steps are not applied.
+    pub fn update(&mut self, overflowed: bool) {
+        if overflowed {
+            self.scale = (self.scale / 2.0).max(1.0);
+            self.clean_steps = 0;
+        } else {
+            self.clean_steps += 1;
+            if self.clean_steps >= Self::GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.clean_steps = 0;
+            }
+        }
+    }
+}
+
+impl Default for LossScale {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dtypes() {
+        assert_eq!("float16".parse::<Precision>().unwrap(), Precision::Float16);
+        assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::BFloat16);
+        assert!("int8".parse::<Precision>().is_err());
+    }
+
+    #[test]
+    fn the_scale_halves_on_overflow_and_doubles_after_clean_steps() {
+        let mut s = LossScale::new();
+        s.update(true);
+        assert_eq!(s.scale, 32768.0);
+        for _ in 0..LossScale::GROWTH_INTERVAL {
+            s.update(false);
+        }
+        assert_eq!(s.scale, 65536.0);
+        assert_eq!(s.clean_steps, 0);
+    }
+
+    #[test]
+    fn gradients_of_the_half_model_reach_the_float32_weights() {
+        let device = Device::flex().autodiff();
+        let mut config = crate::model::BertConfig::new(40, 8, 1, 2);
+        config.hidden_dropout_prob = 0.0;
+        config.attention_probs_dropout_prob = 0.0;
+        let model = BertForPreTraining::new(&config, &device).train();
+        let half = compute_model(&model, Precision::Float16);
+        let word = &half.bert.embeddings.word_embeddings.weight;
+        assert_eq!(word.val().dtype(), burn::tensor::DType::F16);
+        assert_eq!(word.id, model.bert.embeddings.word_embeddings.weight.id);
+
+        let ids = Tensor::<2, Int>::from_ints([[2, 5, 7, 3]], &device);
+        let input = crate::model::BertInput {
+            attention_mask: ids.ones_like(),
+            token_type_ids: ids.zeros_like(),
+            input_ids: ids,
+        };
+        let out = half.forward(input, Tensor::<1, Int>::from_ints([1, 2], &device));
+        let loss = out.mlm_logits.cast(FloatDType::F32).sum();
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+        let g = grads
+            .get::<2>(model.bert.embeddings.word_embeddings.weight.id)
+            .expect("a gradient for the float32 word embeddings");
+        assert_eq!(g.dtype(), burn::tensor::DType::F32);
+        assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
+    }
+}
