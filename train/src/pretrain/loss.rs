@@ -123,24 +123,40 @@ pub struct BatchStats {
 }
 
 impl BatchStats {
+    const LEN: usize = 6;
+
     pub fn read(stats: Tensor<1>) -> Result<Self> {
+        let all = Self::read_many(stats)?;
+        ensure!(
+            all.len() == 1,
+            "expected one batch's statistics, got {}",
+            all.len()
+        );
+        Ok(all[0])
+    }
+
+    /// Several batches' [`Losses::stats`], concatenated: one transfer for all of them.
+    pub fn read_many(stats: Tensor<1>) -> Result<Vec<Self>> {
         let v = stats
             .into_data()
             .try_to_vec_as::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read the loss: {e:?}"))?;
         ensure!(
-            v.len() == 6,
-            "loss statistics have {} values, not 6",
-            v.len()
+            !v.is_empty() && v.len() % Self::LEN == 0,
+            "loss statistics have {} values, not a multiple of {}",
+            v.len(),
+            Self::LEN
         );
-        Ok(Self {
-            mlm_loss: v[0] as f64,
-            mlm_correct: v[1] as f64,
-            mlm_weight: v[2] as f64,
-            nsp_loss: v[3] as f64,
-            nsp_correct: v[4] as f64,
-            sequences: v[5] as f64,
-        })
+        Ok(v.chunks(Self::LEN)
+            .map(|c| Self {
+                mlm_loss: c[0] as f64,
+                mlm_correct: c[1] as f64,
+                mlm_weight: c[2] as f64,
+                nsp_loss: c[3] as f64,
+                nsp_correct: c[4] as f64,
+                sequences: c[5] as f64,
+            })
+            .collect())
     }
 }
 

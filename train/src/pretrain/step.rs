@@ -88,19 +88,14 @@ fn rank_gradients(
         model.clone().fork(&work.device)
     };
     let compute = compute_model(&model, settings.precision);
-    let mut stats = Vec::with_capacity(work.batches.len());
+    // The statistics stay on the device until every micro-batch is queued: one read-back per
+    // rank and step, not one per micro-batch (each read waits for the GPU to drain).
+    let mut pending = Vec::with_capacity(work.batches.len());
     let mut accumulator = GradientsAccumulator::<BertForPreTraining>::new();
     for batch in work.batches {
         work.device.seed(batch.seed);
         let losses = pretraining_losses_in_step(&compute, &batch.tensors, totals);
-        let s = BatchStats::read(losses.stats)?;
-        ensure!(
-            s.mlm_loss.is_finite() && s.nsp_loss.is_finite(),
-            "the loss is not finite (MLM {}, NSP {})",
-            s.mlm_loss,
-            s.nsp_loss
-        );
-        stats.push(s);
+        pending.push(losses.stats);
         let loss = if settings.loss_scale != 1.0 {
             losses.total.mul_scalar(settings.loss_scale)
         } else {
@@ -108,6 +103,15 @@ fn rank_gradients(
         };
         // Keyed by the float32 parameters: the cast copies pass their gradients on to them.
         accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+    }
+    let stats = BatchStats::read_many(Tensor::cat(pending, 0))?;
+    for s in &stats {
+        ensure!(
+            s.mlm_loss.is_finite() && s.nsp_loss.is_finite(),
+            "the loss is not finite (MLM {}, NSP {})",
+            s.mlm_loss,
+            s.nsp_loss
+        );
     }
     let grads = accumulator.grads();
     let grads = if &work.device == main {
