@@ -37,6 +37,8 @@ tokenizer's model_max_length and truncation length.";
 pub enum ExportTask {
     Classification,
     Regression,
+    /// The seed's spelling; `question-answering` is accepted too.
+    #[value(name = "question_answering", alias = "question-answering")]
     QuestionAnswering,
 }
 
