@@ -356,3 +356,109 @@ fn evaluate_squad_prints_what_the_official_scripts_print() {
         &["--na-prob-file is a SQuAD 2.0 option"],
     );
 }
+
+#[test]
+fn squad2_fine_tuning_writes_the_seeds_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = squad("tiny_train_v2.json");
+    let out = tmp.path().join("squad");
+    // Short windows and a small stride, so that contexts span several windows.
+    let run = bert_train(&[
+        "finetune-squad",
+        "--model",
+        &s(&minilm_dir()),
+        "--train-file",
+        &data,
+        "--predict-file",
+        &data,
+        "--output-dir",
+        &s(&out),
+        "--max-seq-length",
+        "48",
+        "--doc-stride",
+        "16",
+        "--max-query-length",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e-4",
+        "--log-interval",
+        "1",
+        "--null-score-diff-threshold",
+        "-2.0",
+    ]);
+    let log = ok(run.clone());
+    assert!(log.contains("skipped 1 training question(s)"), "{log}");
+    let losses: Vec<f64> = log
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("epoch ")?
+                .split("train loss ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(losses.len(), 3, "{log}");
+    assert!(losses[2] < losses[0], "loss did not fall: {losses:?}");
+
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap()
+    };
+    let predictions = read("predictions.json");
+    let nbest = read("nbest_predictions.json");
+    let odds = read("null_odds.json");
+    // Every question of the file (the skipped one too) is answered.
+    for qid in ["n1", "n2", "n3", "n4", "n5", "a1", "a2", "a3"] {
+        assert!(predictions[qid].is_string(), "{qid}: {predictions}");
+        assert!(odds[qid].is_number(), "{qid}");
+        let candidates = nbest[qid].as_array().unwrap();
+        let total: f64 = candidates
+            .iter()
+            .map(|c| c["probability"].as_f64().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-6, "{qid}: {candidates:?}");
+    }
+    // The saved model predicts the same without training, and evaluate-squad scores it.
+    let again = tmp.path().join("again");
+    ok(bert_train(&[
+        "finetune-squad",
+        "--model",
+        &s(&out.join("model")),
+        "--predict-file",
+        &data,
+        "--output-dir",
+        &s(&again),
+        "--max-seq-length",
+        "48",
+        "--doc-stride",
+        "16",
+        "--max-query-length",
+        "16",
+        "--null-score-diff-threshold",
+        "-2.0",
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(again.join("predictions.json")).unwrap(),
+        std::fs::read_to_string(out.join("predictions.json")).unwrap()
+    );
+    let eval = bert_train(&[
+        "evaluate-squad",
+        &data,
+        &s(&out.join("predictions.json")),
+        "--na-prob-file",
+        &s(&out.join("null_odds.json")),
+    ]);
+    let printed: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(printed["total"], 8);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        String::from_utf8_lossy(&eval.stdout).trim(),
+        "finetune-squad prints the official evaluation of its predictions"
+    );
+}

@@ -4,6 +4,7 @@
 pub mod evaluate_squad;
 pub mod export;
 pub mod finetune_classifier;
+pub mod finetune_squad;
 
 use anyhow::Result;
 
@@ -13,6 +14,9 @@ pub enum Command {
     /// Fine-tune a sentence(-pair) classifier or regressor on a GLUE task or XNLI.
     #[command(after_help = finetune_classifier::AFTER_HELP)]
     FinetuneClassifier(finetune_classifier::FinetuneClassifierArgs),
+    /// Fine-tune question answering on SQuAD 1.1 / 2.0 and predict answers.
+    #[command(after_help = finetune_squad::AFTER_HELP)]
+    FinetuneSquad(finetune_squad::FinetuneSquadArgs),
     /// Score SQuAD predictions exactly as the official evaluate-v1.1 / v2.0 scripts do.
     #[command(after_help = evaluate_squad::AFTER_HELP)]
     EvaluateSquad(evaluate_squad::EvaluateSquadArgs),
@@ -26,6 +30,7 @@ impl Command {
     pub fn backend(&self) -> Option<&str> {
         match self {
             Self::FinetuneClassifier(args) => Some(&args.backend),
+            Self::FinetuneSquad(args) => Some(&args.backend),
             Self::EvaluateSquad(_) | Self::Export(_) => None,
         }
     }
@@ -33,6 +38,7 @@ impl Command {
     pub fn run(self) -> Result<()> {
         match self {
             Self::FinetuneClassifier(args) => finetune_classifier::run(args),
+            Self::FinetuneSquad(args) => finetune_squad::run(args),
             Self::EvaluateSquad(args) => evaluate_squad::run(args),
             Self::Export(args) => export::run(args),
         }

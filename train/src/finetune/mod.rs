@@ -9,6 +9,7 @@
 //! - [`optim`]: BERTAdam / AdamW of pretraining with `--epsilon`.
 //! - [`evaluate`]: predictions over a split, its metrics, GLUE submission files.
 //! - [`classifier`]: the training loop.
+//! - [`squad`]: question answering on SQuAD 1.1 / 2.0.
 
 pub mod classifier;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod evaluate;
 pub mod features;
 pub mod model_io;
 pub mod optim;
+pub mod squad;
 
 pub use classifier::{ClassifierSummary, run_classifier};
 pub use config::ClassifierConfig;
