@@ -223,8 +223,9 @@ fn write_test_predictions(
 }
 
 /// One optimizer step over `batches` (accumulated micro-batches): mean loss and the gradient
-/// norm before clipping.
-fn train_step(
+/// norm before clipping. `before_micro` runs before each micro-batch (the trainer reseeds
+/// dropout there).
+pub fn train_step(
     model: BertForSequenceClassification,
     optimizer: &mut ModuleOptimizer,
     batches: Vec<ClassifierBatch>,
