@@ -2,11 +2,15 @@
 """Check that HuggingFace transformers loads an exported BERT directory and reproduces our outputs.
 
     check_hf_roundtrip.py EXPORT_DIR INPUTS.safetensors OUTPUTS.safetensors [--tol 1e-4]
+        [--head base|sequence-classification|question-answering]
 
-EXPORT_DIR is loaded with transformers.AutoModel.from_pretrained (offline, float32, eval) and run
-on `input_ids`, `attention_mask` and `token_type_ids` (token_type_ids default to zeros) from
-INPUTS; its `last_hidden_state` (and `pooler_output`, when OUTPUTS has it) must match OUTPUTS
-within the tolerance (max-abs). Exit 0: pass, 1: mismatch or load failure, 2: usage error.
+EXPORT_DIR is loaded with transformers' AutoModel (--head base, the default),
+AutoModelForSequenceClassification or AutoModelForQuestionAnswering (offline, float32, eval) and
+run on `input_ids`, `attention_mask` and `token_type_ids` (token_type_ids default to zeros) from
+INPUTS; every tensor of OUTPUTS that the model's output has (`last_hidden_state`,
+`pooler_output`, `logits`, `start_logits`, `end_logits`) must match within the tolerance
+(max-abs). Task heads must also come with the config transformers expects (architectures,
+num_labels, problem_type). Exit 0: pass, 1: mismatch or load failure, 2: usage error.
 """
 import argparse
 import os
@@ -29,6 +33,8 @@ def main():
     p.add_argument("inputs")
     p.add_argument("outputs")
     p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--head", choices=["base", "sequence-classification", "question-answering"],
+                   default="base")
     a = p.parse_args()
     for path, kind in [(a.export_dir, "dir"), (a.inputs, "file"), (a.outputs, "file")]:
         if not (os.path.isdir(path) if kind == "dir" else os.path.isfile(path)):
@@ -36,19 +42,24 @@ def main():
 
     import torch
     from safetensors.torch import load_file
-    from transformers import AutoModel
+    import transformers
 
     inputs, outputs = load_file(a.inputs), load_file(a.outputs)
-    for name, d, src in [("input_ids", inputs, a.inputs), ("last_hidden_state", outputs, a.outputs)]:
-        if name not in d:
-            p.error(f"{src} has no tensor '{name}' (has: {', '.join(sorted(d))})")
+    if "input_ids" not in inputs:
+        p.error(f"{a.inputs} has no tensor 'input_ids' (has: {', '.join(sorted(inputs))})")
+    names = ["last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits"]
+    if not any(n in outputs for n in names):
+        p.error(f"{a.outputs} has none of {', '.join(names)} (has: {', '.join(sorted(outputs))})")
+    auto = {"base": transformers.AutoModel,
+            "sequence-classification": transformers.AutoModelForSequenceClassification,
+            "question-answering": transformers.AutoModelForQuestionAnswering}[a.head]
     ids = inputs["input_ids"].long()
     feed = {"input_ids": ids,
             "attention_mask": inputs.get("attention_mask", torch.ones_like(ids)).long(),
             "token_type_ids": inputs.get("token_type_ids", torch.zeros_like(ids)).long()}
 
     try:
-        model, info = AutoModel.from_pretrained(a.export_dir, local_files_only=True, output_loading_info=True,
+        model, info = auto.from_pretrained(a.export_dir, local_files_only=True, output_loading_info=True,
                                                 attn_implementation="eager")
     except Exception as e:  # noqa: BLE001 - any load failure is a round-trip failure
         print(f"FAIL: transformers could not load {a.export_dir}: {type(e).__name__}: {e}")
@@ -60,12 +71,21 @@ def main():
         return 1
     if info.get("unexpected_keys"):
         print(f"note: tensors transformers' {type(model).__name__} does not use: {', '.join(sorted(info['unexpected_keys']))}")
+    if a.head != "base":
+        expected = {"sequence-classification": "BertForSequenceClassification",
+                    "question-answering": "BertForQuestionAnswering"}[a.head]
+        if type(model).__name__ != expected or model.config.architectures != [expected]:
+            print(f"FAIL: loaded {type(model).__name__} (architectures {model.config.architectures}), "
+                  f"expected {expected}")
+            return 1
+        print(f"ok   {expected}: num_labels {model.config.num_labels}, "
+              f"problem_type {model.config.problem_type}, id2label {model.config.id2label}")
     model = model.float().eval()
     with torch.no_grad():
         got = model(**feed)
 
     ok = True
-    for name in ["last_hidden_state", "pooler_output"]:
+    for name in names:
         if name not in outputs:
             continue
         want, have = outputs[name].float(), getattr(got, name, None)

@@ -8,6 +8,8 @@
 //! - [`backend`]: `--backend cpu|wgpu|cuda` at run time.
 //! - [`pretrain`]: MLM + NSP pretraining on `bert-pipeline` shards.
 //! - [`tasks`]: GLUE/XNLI readers, their metrics, and SQuAD's official evaluation.
+//! - [`finetune`]: fine-tuning sentence(-pair) classifiers and regressors (GLUE, XNLI).
+//! - [`cli`]: the subcommands of `bert-train` (fine-tuning, SQuAD evaluation, export).
 //!
 //! Without the `std` feature the crate builds for `wasm32-unknown-unknown`: the model, config,
 //! pooling and loading weights from bytes are there; files, the HF tokenizer and the CLI are not.
@@ -16,8 +18,12 @@ extern crate alloc;
 
 pub mod backend;
 pub mod checkpoint;
+#[cfg(feature = "std")]
+pub mod cli;
 pub mod embed;
 pub mod error;
+#[cfg(feature = "std")]
+pub mod finetune;
 pub mod model;
 #[cfg(feature = "std")]
 pub mod pretrain;

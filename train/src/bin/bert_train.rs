@@ -1,10 +1,12 @@
 //! `bert-train`: BERT pretraining (masked LM + next sentence) on `bert-pipeline` shards, with
-//! GluonNLP's `run_pretraining.py` flags. Pretraining is the default action.
+//! GluonNLP's `run_pretraining.py` flags. Pretraining is the default action; the subcommands
+//! (fine-tuning, SQuAD evaluation, export) live in `bert_train::cli`.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use bert_train::BackendKind;
+use bert_train::cli::Command;
 use bert_train::pretrain::{
     ModelSource, OptimizerKind, Precision, PretrainConfig, RunOptions, train,
 };
@@ -23,18 +25,28 @@ CKPT_DIR/final/ in HuggingFace's layout (config.json, model.safetensors, vocab.t
 
 Length buckets are decided when the shards are built (bert-pipeline build --num-buckets N):
 every batch comes from one bucket and is padded to its own longest sequence.
-GluonNLP's underscore spellings (--batch_size, --num_steps, ...) are accepted too.";
+GluonNLP's underscore spellings (--batch_size, --num_steps, ...) are accepted too.
+
+Subcommands (bert-train help SUBCOMMAND):
+  bert-train finetune-classifier --task-name RTE --data-dir glue_data/RTE --model DIR ...
+  bert-train evaluate-squad dev-v1.1.json predictions.json
+  bert-train export --task classification --model-parameters DIR --output-dir OUT";
 
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "BERT pretraining (masked LM + next sentence prediction) on bert-pipeline shards",
-    after_help = AFTER_HELP
+    about = "BERT pretraining (masked LM + next sentence prediction) on bert-pipeline shards; \
+             fine-tuning, SQuAD evaluation and export as subcommands",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Shard directory written by `bert-pipeline build` (holds manifest.json).
-    #[arg(long)]
-    shards: PathBuf,
+    #[arg(long, required = true)]
+    shards: Option<PathBuf>,
     /// Model-zoo name (bert_2_128_2, bert_4_256_4, bert_6_384_12, bert_12_768_12,
     /// bert_24_1024_16) or a HuggingFace model directory (its config.json).
     #[arg(long, default_value = "bert_12_768_12")]
@@ -106,7 +118,13 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<()> {
-    let mut config = PretrainConfig::new(args.shards);
+    if let Some(command) = args.command {
+        return command.run();
+    }
+    let Some(shards) = args.shards else {
+        anyhow::bail!("--shards is required (or name a subcommand; see --help)");
+    };
+    let mut config = PretrainConfig::new(shards);
     config.model = ModelSource::parse(&args.model)?;
     config.pretrained = args.pretrained;
     config.batch_size = args.batch_size;
@@ -136,8 +154,12 @@ fn main() -> std::process::ExitCode {
     // burn-optim materialises a loaded optimizer state on burn's *default* device before moving
     // it to the parameters' device; left alone that default is wgpu whenever it is compiled in,
     // which a CPU run on a machine without Vulkan cannot create. Point it at --backend.
+    let backend = args
+        .command
+        .as_ref()
+        .map_or(Some(args.backend.as_str()), Command::backend);
     if std::env::var_os("BURN_DEVICE").is_none()
-        && let Ok(backend) = args.backend.parse::<BackendKind>()
+        && let Some(Ok(backend)) = backend.map(str::parse::<BackendKind>)
     {
         let name = match backend {
             BackendKind::Cpu => "flex",

@@ -78,11 +78,23 @@ pub fn copy_tokenizer_files(source_dir: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Save a module that mirrors a HF class (`architecture`, e.g. `BertForSequenceClassification`)
+/// as that class's directory. Task keys of `config.json` (`id2label`, `problem_type`) are the
+/// caller's, in `config.extra`.
+pub fn save_hf_model<M: ModuleSnapshot>(
+    module: &M,
+    config: &BertConfig,
+    architecture: &str,
+    dir: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_atomic(&dir.join("model.safetensors"), &to_hf_safetensors(module)?)?;
+    write_config(dir, config, architecture)
+}
+
 /// Save a `BertModel` as a HF `BertModel` directory.
 pub fn save_bert_model(model: &BertModel, config: &BertConfig, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_atomic(&dir.join("model.safetensors"), &to_hf_safetensors(model)?)?;
-    write_config(dir, config, "BertModel")
+    save_hf_model(model, config, "BertModel", dir)
 }
 
 /// Save a `BertForPreTraining` as a HF `BertForPreTraining` directory (`bert.*` + `cls.*`).
@@ -91,7 +103,5 @@ pub fn save_bert_for_pretraining(
     config: &BertConfig,
     dir: &Path,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_atomic(&dir.join("model.safetensors"), &to_hf_safetensors(model)?)?;
-    write_config(dir, config, "BertForPreTraining")
+    save_hf_model(model, config, "BertForPreTraining", dir)
 }

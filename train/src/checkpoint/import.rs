@@ -20,7 +20,10 @@ use burn::tensor::DType;
 
 use super::keys::{KeyAction, Layout, burn_path_to_hf_name, hf_to_burn};
 use crate::error::{BertError, TensorProblem};
-use crate::model::{BertConfig, BertForPreTraining, BertModel};
+use crate::model::{
+    BertConfig, BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification,
+    BertModel,
+};
 
 /// What loading did besides filling the model, for the caller to log.
 #[derive(Debug, Clone, Default)]
@@ -86,6 +89,20 @@ impl HfTensors {
             .get(key)
             .or_else(|| self.tensors.get(&alloc::format!("bert.{key}")))
             .map(|t| t.shape.to_vec())
+    }
+
+    /// Whether the file holds a fine-tuning head (`classifier.*` or `qa_outputs.*`).
+    pub fn task_head(&self) -> Option<&'static str> {
+        super::keys::TASK_HEAD_PREFIXES.into_iter().find(|p| {
+            self.keys()
+                .any(|k| k.strip_prefix("bert.").unwrap_or(k).starts_with(p))
+        })
+    }
+
+    /// The number of outputs of the `classifier.*` head, if the file has one.
+    pub fn classifier_outputs(&self) -> Option<usize> {
+        self.shape("classifier.weight")
+            .and_then(|s| s.first().copied())
     }
 
     fn has_pooler(&self) -> bool {
@@ -187,6 +204,91 @@ pub fn load_bert_for_pretraining(
     let mut model = BertForPreTraining::new(config, device);
     let mut report = apply_hf_tensors(&mut model, weights, config, Layout::PreTraining)?;
     report.has_pooler = true;
+    Ok((model, report))
+}
+
+/// Build a `BertForSequenceClassification` with `num_labels` outputs and load `weights`, which
+/// must hold that head (`classifier.*`): a head of another size is an error that says so.
+pub fn load_bert_for_sequence_classification(
+    config: &BertConfig,
+    num_labels: usize,
+    weights: &HfTensors,
+    device: &Device,
+) -> Result<(BertForSequenceClassification, LoadReport), BertError> {
+    config.validate()?;
+    let mut model = BertForSequenceClassification::new(config, num_labels, device);
+    if !weights.has_pooler() {
+        // HF initialises a missing pooler at random; a fine-tuned head without its pooler
+        // would compute something else than it was trained with.
+        return Err(BertError::Weights {
+            source_name: weights.source_name.clone(),
+            problems: alloc::vec![TensorProblem::Missing("bert.pooler.dense.weight".into())],
+            hint: Some("a sequence classifier needs the pooler it was trained with".into()),
+        });
+    }
+    let mut report = apply_hf_tensors(&mut model, weights, config, Layout::TaskHead)
+        .map_err(|e| with_head_hint(e, weights, num_labels))?;
+    report.has_pooler = true;
+    Ok((model, report))
+}
+
+/// Say in one line when the checkpoint's head is for another task than the model asked for.
+fn with_head_hint(error: BertError, weights: &HfTensors, num_labels: usize) -> BertError {
+    let BertError::Weights {
+        source_name,
+        problems,
+        hint,
+    } = error
+    else {
+        return error;
+    };
+    let head_hint = match (weights.task_head(), weights.classifier_outputs()) {
+        (None, _) => Some("the checkpoint has no fine-tuning head (classifier.*)".to_string()),
+        (Some("qa_outputs."), _) => {
+            Some("the checkpoint's head is a question-answering head (qa_outputs.*)".into())
+        }
+        (_, Some(found)) if found != num_labels => Some(alloc::format!(
+            "the checkpoint's classifier has {found} output(s), the task needs {num_labels}"
+        )),
+        _ => None,
+    };
+    let hint = match (head_hint, hint) {
+        (Some(a), Some(b)) => Some(alloc::format!("{a}\n{b}")),
+        (a, b) => a.or(b),
+    };
+    BertError::Weights {
+        source_name,
+        problems,
+        hint,
+    }
+}
+
+/// Build a `BertForQuestionAnswering` and load `weights` (which must hold `qa_outputs.*`).
+pub fn load_bert_for_question_answering(
+    config: &BertConfig,
+    weights: &HfTensors,
+    device: &Device,
+) -> Result<(BertForQuestionAnswering, LoadReport), BertError> {
+    config.validate()?;
+    let mut model = BertForQuestionAnswering::new(config, device);
+    let mut report =
+        apply_hf_tensors(&mut model, weights, config, Layout::TaskHead).map_err(|e| match e {
+            BertError::Weights {
+                source_name,
+                problems,
+                hint,
+            } if weights.task_head() != Some("qa_outputs.") => BertError::Weights {
+                source_name,
+                problems,
+                hint: Some(
+                    hint.map_or_else(String::new, |h| alloc::format!("{h}\n"))
+                        + "the checkpoint has no question-answering head (qa_outputs.*)",
+                ),
+            },
+            other => other,
+        })?;
+    // HF's BertForQuestionAnswering has no pooler; a checkpoint that has one just carries it.
+    report.has_pooler = false;
     Ok((model, report))
 }
 

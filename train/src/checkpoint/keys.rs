@@ -15,7 +15,13 @@ pub enum Layout {
     Encoder,
     /// HF `BertForPreTraining`: keys `bert.*` and `cls.*`.
     PreTraining,
+    /// HF `BertForSequenceClassification` / `BertForQuestionAnswering`: keys `bert.*` and the
+    /// task head (`classifier.*` or `qa_outputs.*`).
+    TaskHead,
 }
+
+/// The first segment of the fine-tuning heads' keys (HF's attribute names).
+pub const TASK_HEAD_PREFIXES: [&str; 2] = ["classifier.", "qa_outputs."];
 
 /// What to do with one key of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,14 +44,26 @@ pub fn hf_to_burn(key: &str, layout: Layout) -> KeyAction {
     if bare == "cls.predictions.decoder.bias" {
         return KeyAction::Ignore("a copy of cls.predictions.bias");
     }
-    let is_head = bare.starts_with("cls.");
-    let path = match (layout, is_head) {
-        (Layout::Encoder, true) => {
+    let is_pretraining_head = bare.starts_with("cls.");
+    let is_task_head = TASK_HEAD_PREFIXES.iter().any(|p| bare.starts_with(p));
+    let path = match layout {
+        Layout::Encoder if is_pretraining_head => {
             return KeyAction::Ignore("pretraining head, not used by BertModel");
         }
-        (Layout::Encoder, false) => bare.to_string(),
-        (Layout::PreTraining, true) => bare.to_string(),
-        (Layout::PreTraining, false) => alloc::format!("bert.{bare}"),
+        Layout::Encoder if is_task_head => {
+            return KeyAction::Ignore("fine-tuning head, not used by BertModel");
+        }
+        Layout::Encoder => bare.to_string(),
+        Layout::PreTraining if is_task_head => {
+            return KeyAction::Ignore("fine-tuning head, not used by BertForPreTraining");
+        }
+        Layout::TaskHead if is_pretraining_head => {
+            return KeyAction::Ignore("pretraining head, not used by a fine-tuning model");
+        }
+        Layout::PreTraining | Layout::TaskHead if is_pretraining_head || is_task_head => {
+            bare.to_string()
+        }
+        Layout::PreTraining | Layout::TaskHead => alloc::format!("bert.{bare}"),
     };
     let segments: Vec<&str> = path.split('.').collect();
     let mapped: Vec<&str> = segments
@@ -159,6 +177,21 @@ mod tests {
             hf_to_burn("cls.seq_relationship.weight", Layout::Encoder),
             KeyAction::Ignore(_)
         ));
+        for head in ["classifier.weight", "qa_outputs.bias"] {
+            assert!(matches!(
+                hf_to_burn(head, Layout::Encoder),
+                KeyAction::Ignore(_)
+            ));
+            assert_eq!(load(head, Layout::TaskHead), head);
+        }
+        assert!(matches!(
+            hf_to_burn("cls.predictions.bias", Layout::TaskHead),
+            KeyAction::Ignore(_)
+        ));
+        assert_eq!(
+            load("embeddings.LayerNorm.weight", Layout::TaskHead),
+            "bert.embeddings.layer_norm.gamma"
+        );
     }
 
     #[test]

@@ -11,8 +11,11 @@ pub mod keys;
 pub use dir::{load_model_dir, load_pretraining_dir, load_tokenizer, read_config, weights_path};
 #[cfg(feature = "std")]
 pub use export::{
-    copy_tokenizer_files, save_bert_for_pretraining, save_bert_model, to_hf_safetensors,
-    write_atomic,
+    copy_tokenizer_files, save_bert_for_pretraining, save_bert_model, save_hf_model,
+    to_hf_safetensors, write_atomic,
 };
-pub use import::{HfTensors, LoadReport, load_bert_for_pretraining, load_bert_model};
+pub use import::{
+    HfTensors, LoadReport, load_bert_for_pretraining, load_bert_for_question_answering,
+    load_bert_for_sequence_classification, load_bert_model,
+};
 pub use keys::{KeyAction, Layout, burn_to_hf, hf_to_burn};

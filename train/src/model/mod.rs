@@ -10,6 +10,7 @@ pub mod gelu;
 pub mod heads;
 pub mod layer;
 pub mod pooler;
+pub mod task_heads;
 
 pub use attention::{BertAttention, BertSelfAttention, BertSelfOutput, PaddingMask};
 pub use bert::{BertInput, BertModel, BertModelOutput};
@@ -21,3 +22,4 @@ pub use heads::{
 };
 pub use layer::{BertEncoder, BertIntermediate, BertLayer, BertOutput};
 pub use pooler::BertPooler;
+pub use task_heads::{BertForQuestionAnswering, BertForSequenceClassification, SpanLogits};

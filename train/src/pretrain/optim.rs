@@ -88,22 +88,35 @@ impl Optimizer for BertAdam {
 }
 
 /// The optimizer for `kind`: `weight_decay` on weights and embeddings, none on LayerNorm
-/// parameters and biases.
+/// parameters and biases; ε = 1e-6.
 pub fn build_optimizer(kind: OptimizerKind, weight_decay: f64) -> ModuleOptimizer {
+    build_optimizer_with_epsilon(kind, weight_decay, EPSILON as f64)
+}
+
+/// [`build_optimizer`] with another ε (fine-tuning's `--epsilon`).
+pub fn build_optimizer_with_epsilon(
+    kind: OptimizerKind,
+    weight_decay: f64,
+    epsilon: f64,
+) -> ModuleOptimizer {
     // The patterns are constants, known to compile.
     let no_decay = ParamGroup::from_any_regexes(NO_DECAY_PATTERNS.to_vec())
         .expect("NO_DECAY_PATTERNS are valid regexes");
-    let wd = weight_decay as f32;
+    let (wd, eps) = (weight_decay as f32, epsilon as f32);
     match kind {
         OptimizerKind::BertAdam => {
-            ModuleOptimizer::from(BertAdam::new(wd)).with_group(no_decay, BertAdam::new(0.0), None)
+            let bertadam = |weight_decay: f32| BertAdam {
+                epsilon: eps,
+                ..BertAdam::new(weight_decay)
+            };
+            ModuleOptimizer::from(bertadam(wd)).with_group(no_decay, bertadam(0.0), None)
         }
         OptimizerKind::AdamW => {
             let adamw = |wd: f32| {
                 AdamWConfig::new()
                     .with_beta_1(BETA_1)
                     .with_beta_2(BETA_2)
-                    .with_epsilon(EPSILON)
+                    .with_epsilon(eps)
                     .with_weight_decay(wd)
                     .build()
             };
@@ -114,7 +127,7 @@ pub fn build_optimizer(kind: OptimizerKind, weight_decay: f64) -> ModuleOptimize
                 LambConfig::new()
                     .with_beta_1(BETA_1)
                     .with_beta_2(BETA_2)
-                    .with_epsilon(EPSILON)
+                    .with_epsilon(eps)
                     .with_weight_decay(wd)
                     .build()
             };

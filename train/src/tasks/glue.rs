@@ -327,6 +327,35 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_mnli_and_qqp_layouts() {
+        // Hand-made files in GLUE's layout (tests/fixtures/glue/README.md).
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glue");
+        let mnli = fixtures.join("MNLI");
+        let dev = Task::Mnli.files(&mnli, Split::Dev);
+        let matched = read_examples(Task::Mnli, &dev[0], Split::Dev).unwrap();
+        assert_eq!(matched.len(), 3);
+        assert_eq!(
+            matched[1].label,
+            Some(Label::Class(0)),
+            "contradiction is class 0"
+        );
+        assert_eq!(matched[1].text_b.as_deref(), Some("The child is swimming."));
+        let train = read_examples(Task::Mnli, &mnli.join("train.tsv"), Split::Train).unwrap();
+        assert_eq!(train.len(), 12);
+        let test = Task::Mnli.files(&mnli, Split::Test);
+        let mismatched = read_examples(Task::Mnli, &test[1], Split::Test).unwrap();
+        assert_eq!((mismatched.len(), mismatched[1].id.as_str()), (2, "1"));
+        assert!(mismatched[0].label.is_none());
+        let qqp = fixtures.join("QQP");
+        let dev = read_examples(Task::Qqp, &qqp.join("dev.tsv"), Split::Dev).unwrap();
+        assert_eq!(dev[0].id, "2000");
+        assert_eq!(dev[0].label, Some(Label::Class(1)));
+        let test = read_examples(Task::Qqp, &qqp.join("test.tsv"), Split::Test).unwrap();
+        assert_eq!(test.len(), 4);
+        assert_eq!(test[3].text_a, "The train was late because of the storm?");
+    }
+
+    #[test]
     fn malformed_rows_name_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let tmp = dir.path().join("glue-bad-test.tsv");

@@ -28,6 +28,9 @@ pub struct Paragraph {
 pub struct Question {
     pub id: String,
     pub answers: Vec<Answer>,
+    /// SQuAD 2.0 only.
+    #[serde(default)]
+    pub is_impossible: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +39,12 @@ pub struct Answer {
 }
 
 impl Dataset {
+    /// SQuAD 2.0: its version says so (`v2.0`) or a question carries `is_impossible`.
+    pub fn is_v2(&self) -> bool {
+        self.version.trim_start_matches('v').starts_with('2')
+            || self.questions().any(|q| q.is_impossible.is_some())
+    }
+
     fn questions(&self) -> impl Iterator<Item = &Question> {
         self.data
             .iter()
@@ -287,6 +296,21 @@ pub fn evaluate_v2(
     Ok((format!("{{\n{}\n}}", body.join(",\n")), warnings))
 }
 
+/// `evaluate-v2.0.py --out-file`'s form of the result: `json.dump` on one line, where the
+/// printed form is `json.dumps(.., indent=2)`.
+pub fn v2_one_line(indented: &str) -> String {
+    let body = indented
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .split(",\n")
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{{{body}}}")
+}
+
 /// The scripts' `find_best_thresh`: the score if every question with a no-answer probability
 /// above a threshold answered "no answer", at the best threshold.
 fn best_threshold(
@@ -366,6 +390,14 @@ mod tests {
         assert_eq!(f1("", "", true), 1.0);
         assert_eq!(f1("", "", false), 0.0);
         assert_eq!(f1("a", "cat", true), 0.0);
+    }
+
+    #[test]
+    fn one_line_form_is_json_dump() {
+        assert_eq!(
+            v2_one_line("{\n  \"exact\": 50.0,\n  \"total\": 2\n}"),
+            "{\"exact\": 50.0, \"total\": 2}"
+        );
     }
 
     #[test]

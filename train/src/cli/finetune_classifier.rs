@@ -1,0 +1,134 @@
+//! `bert-train finetune-classifier`: GluonNLP `finetune_classifier.py`'s flags.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+use crate::BackendKind;
+use crate::finetune::{ClassifierConfig, run_classifier};
+use crate::pretrain::{ModelSource, OptimizerKind};
+use crate::tasks::glue::Task;
+
+pub const AFTER_HELP: &str = "\
+Example (all-MiniLM-L6-v2 on RTE, the seed's flags):
+  bert-train finetune-classifier --task-name RTE --data-dir glue_data/RTE \\
+      --model models/all-MiniLM-L6-v2 --batch-size 32 --epochs 3 --lr 2e-5 --epsilon 1e-6 \\
+      --optimizer bertadam --warmup-ratio 0.1 --max-len 128 --seed 2 --output-dir out/rte
+
+After every epoch the dev metrics are printed (accuracy; F1 for MRPC and QQP; Matthews
+correlation for CoLA; Pearson and Spearman for STS-B; matched and mismatched for MNLI) and
+appended to OUTPUT_DIR/metrics.jsonl. The best epoch (by the first metric listed) is kept in
+OUTPUT_DIR/best/ in HuggingFace's layout (BertForSequenceClassification), and its predictions
+for the test files are written as GLUE submission files (OUTPUT_DIR/RTE.tsv, MNLI-m.tsv, ...).
+--only-inference --model OUTPUT_DIR/best evaluates dev and predicts test again, without
+training. STS-B is regression (one output, mean-squared error). Task names: MRPC, RTE, SST,
+MNLI, QQP, QNLI, CoLA, STS-B, WNLI, XNLI. GluonNLP's underscore spellings (--task_name,
+--batch_size, ...) are accepted too.";
+
+#[derive(Debug, clap::Args)]
+pub struct FinetuneClassifierArgs {
+    /// The task: MRPC, RTE, SST, MNLI, QQP, QNLI, CoLA, STS-B, WNLI or XNLI.
+    #[arg(long, alias = "task_name")]
+    pub task_name: String,
+    /// The task's glue_data directory (train.tsv, dev.tsv, test.tsv); default glue_data/TASK.
+    #[arg(long, alias = "data_dir")]
+    pub data_dir: Option<PathBuf>,
+    /// A HuggingFace model directory (pretrained encoder, or a fine-tuned model with its head),
+    /// or a model-zoo name (bert_12_768_12, ...: random weights, vocabulary --bert-dataset).
+    #[arg(long, default_value = "bert_12_768_12")]
+    pub model: String,
+    /// Vocabulary of a model-zoo --model: a bundled name or a vocab.txt / tokenizer.json path.
+    /// A model directory brings its own tokenizer.
+    #[arg(
+        long,
+        alias = "bert_dataset",
+        default_value = "book_corpus_wiki_en_uncased"
+    )]
+    pub bert_dataset: String,
+    /// Examples per micro-batch.
+    #[arg(long, alias = "batch_size", default_value_t = 32)]
+    pub batch_size: usize,
+    /// Examples per batch when evaluating and predicting.
+    #[arg(long, alias = "dev_batch_size", default_value_t = 32)]
+    pub dev_batch_size: usize,
+    /// Micro-batches whose gradients are summed into one optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub accumulate: usize,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 5e-5)]
+    pub lr: f64,
+    /// Adam's epsilon.
+    #[arg(long, default_value_t = 1e-6)]
+    pub epsilon: f64,
+    /// bertadam (AdamW without bias correction, GluonNLP's) or adamw (with it, PyTorch's);
+    /// weight decay 0.01 except LayerNorm and biases, gradients clipped to global norm 1.
+    #[arg(long, default_value = "bertadam")]
+    pub optimizer: String,
+    /// Fraction of the steps spent warming the learning rate up; then linear decay to 0.
+    #[arg(long, alias = "warmup_ratio", default_value_t = 0.1)]
+    pub warmup_ratio: f64,
+    /// Tokens per example, [CLS] and [SEP] included (longer pairs lose tokens from the longer
+    /// text first).
+    #[arg(long, alias = "max_len", default_value_t = 128)]
+    pub max_len: usize,
+    /// Seed of the head's initialisation, the data order and dropout.
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
+    /// float32 (float16 is not supported yet).
+    #[arg(long, default_value = "float32")]
+    pub dtype: String,
+    /// Report every N optimizer steps.
+    #[arg(long, alias = "log_interval", default_value_t = 10)]
+    pub log_interval: usize,
+    /// Where metrics.jsonl, best/ and the test predictions go.
+    #[arg(long, alias = "output_dir", default_value = "./output_dir")]
+    pub output_dir: PathBuf,
+    /// Load a fine-tuned --model directory, evaluate dev and predict test; no training.
+    #[arg(long, alias = "only_inference")]
+    pub only_inference: bool,
+    /// Train on the first N training examples only (quick runs).
+    #[arg(long)]
+    pub max_train_examples: Option<usize>,
+    /// Where to run: cpu (burn flex), wgpu (GPU, or Mesa lavapipe), cuda (if built with it).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+}
+
+pub fn run(args: FinetuneClassifierArgs) -> Result<()> {
+    let task: Task = args.task_name.parse()?;
+    match args.dtype.to_ascii_lowercase().as_str() {
+        "float32" | "fp32" | "f32" => {}
+        "float16" | "fp16" | "f16" => {
+            bail!("--dtype float16 is not supported yet for fine-tuning; use --dtype float32")
+        }
+        other => {
+            bail!("unknown --dtype {other:?}; expected float32 (float16 is not supported yet)")
+        }
+    }
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from("glue_data").join(task.dir_name()));
+    let model = ModelSource::parse(&args.model)?;
+    let mut config = ClassifierConfig::new(task, data_dir, model);
+    config.bert_dataset = Some(args.bert_dataset);
+    config.batch_size = args.batch_size;
+    config.dev_batch_size = args.dev_batch_size;
+    config.accumulate = args.accumulate;
+    config.epochs = args.epochs;
+    config.lr = args.lr;
+    config.epsilon = args.epsilon;
+    config.optimizer = args.optimizer.parse::<OptimizerKind>()?;
+    config.warmup_ratio = args.warmup_ratio;
+    config.max_len = args.max_len;
+    config.seed = args.seed;
+    config.log_interval = args.log_interval;
+    config.output_dir = args.output_dir;
+    config.only_inference = args.only_inference;
+    config.max_train_examples = args.max_train_examples;
+    config.backend = args.backend.parse::<BackendKind>()?;
+    run_classifier(&config)?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! `bert-train finetune-squad`: GluonNLP `finetune_squad.py`'s flags.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+use crate::BackendKind;
+use crate::finetune::squad::data::parse_range;
+use crate::finetune::squad::features::WindowParams;
+use crate::finetune::squad::postprocess::AnswerParams;
+use crate::finetune::squad::{SquadConfig, run_squad};
+use crate::pretrain::{ModelSource, OptimizerKind};
+
+pub const AFTER_HELP: &str = "\
+Example (the issue's end-to-end check: train on the first 38 articles of dev-v1.1.json,
+predict the last 10):
+  bert-train finetune-squad --model models/all-MiniLM-L6-v2 \\
+      --train-file dev-v1.1.json --train-articles 0..38 \\
+      --predict-file dev-v1.1.json --predict-articles 38..48 --output-dir out/squad
+
+Writes OUTPUT_DIR/predictions.json, nbest_predictions.json and (SQuAD 2.0) null_odds.json,
+which `bert-train evaluate-squad` scores like the official scripts; after training, the model
+goes to OUTPUT_DIR/model/ (HuggingFace BertForQuestionAnswering). Without --train-file, --model
+must already have a question-answering head (qa_outputs.*).";
+
+#[derive(Debug, clap::Args)]
+pub struct FinetuneSquadArgs {
+    /// A HuggingFace model directory or a model-zoo name (random weights).
+    #[arg(long)]
+    pub model: String,
+    /// Vocabulary of a model-zoo --model.
+    #[arg(
+        long,
+        alias = "bert_dataset",
+        default_value = "book_corpus_wiki_en_uncased"
+    )]
+    pub bert_dataset: String,
+    /// SQuAD JSON to train on (omit to only predict).
+    #[arg(long)]
+    pub train_file: Option<PathBuf>,
+    /// Articles START..END of --train-file (default: all).
+    #[arg(long)]
+    pub train_articles: Option<String>,
+    /// SQuAD JSON to predict.
+    #[arg(long)]
+    pub predict_file: PathBuf,
+    /// Articles START..END of --predict-file (default: all).
+    #[arg(long)]
+    pub predict_articles: Option<String>,
+    /// SQuAD 2.0 (null answers); implied by the file's version or is_impossible.
+    #[arg(long, alias = "version_2")]
+    pub version_2: bool,
+    #[arg(long, alias = "max_seq_length", default_value_t = 384)]
+    pub max_seq_length: usize,
+    /// Windows over the context start every N tokens.
+    #[arg(long, alias = "doc_stride", default_value_t = 128)]
+    pub doc_stride: usize,
+    #[arg(long, alias = "max_query_length", default_value_t = 64)]
+    pub max_query_length: usize,
+    #[arg(long, alias = "n_best_size", default_value_t = 20)]
+    pub n_best_size: usize,
+    #[arg(long, alias = "max_answer_length", default_value_t = 30)]
+    pub max_answer_length: usize,
+    /// SQuAD 2.0: answer "no answer" when null score - best span score is above this (the
+    /// seed's recipe passes -2.0).
+    #[arg(
+        long,
+        alias = "null_score_diff_threshold",
+        default_value_t = 0.0,
+        allow_hyphen_values = true
+    )]
+    pub null_score_diff_threshold: f64,
+    #[arg(long, alias = "batch_size", default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, alias = "test_batch_size", default_value_t = 24)]
+    pub test_batch_size: usize,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1e-6)]
+    pub epsilon: f64,
+    #[arg(long, alias = "warmup_ratio", default_value_t = 0.1)]
+    pub warmup_ratio: f64,
+    #[arg(long, default_value = "bertadam")]
+    pub optimizer: String,
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
+    /// float32 (float16 is not supported yet).
+    #[arg(long, default_value = "float32")]
+    pub dtype: String,
+    #[arg(long, alias = "log_interval", default_value_t = 50)]
+    pub log_interval: usize,
+    #[arg(long, alias = "output_dir", default_value = "./output_dir")]
+    pub output_dir: PathBuf,
+    /// cpu, wgpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+}
+
+pub fn run(args: FinetuneSquadArgs) -> Result<()> {
+    if !matches!(
+        args.dtype.to_ascii_lowercase().as_str(),
+        "float32" | "fp32" | "f32"
+    ) {
+        bail!(
+            "--dtype {} is not supported yet; use --dtype float32",
+            args.dtype
+        );
+    }
+    if args.log_interval == 0 || args.epochs == 0 || args.doc_stride == 0 {
+        bail!("--log-interval, --epochs and --doc-stride must be at least 1");
+    }
+    let config = SquadConfig {
+        model: ModelSource::parse(&args.model)?,
+        bert_dataset: Some(args.bert_dataset),
+        train_file: args.train_file,
+        train_articles: args
+            .train_articles
+            .as_deref()
+            .map(parse_range)
+            .transpose()?,
+        predict_file: args.predict_file,
+        predict_articles: args
+            .predict_articles
+            .as_deref()
+            .map(parse_range)
+            .transpose()?,
+        version_2: args.version_2,
+        window: WindowParams {
+            max_seq_length: args.max_seq_length,
+            doc_stride: args.doc_stride,
+            max_query_length: args.max_query_length,
+        },
+        answers: AnswerParams {
+            n_best_size: args.n_best_size,
+            max_answer_length: args.max_answer_length,
+            version_2: args.version_2,
+            null_score_diff_threshold: args.null_score_diff_threshold,
+        },
+        batch_size: args.batch_size,
+        test_batch_size: args.test_batch_size,
+        epochs: args.epochs,
+        lr: args.lr,
+        epsilon: args.epsilon,
+        warmup_ratio: args.warmup_ratio,
+        weight_decay: 0.01,
+        optimizer: args.optimizer.parse::<OptimizerKind>()?,
+        seed: args.seed,
+        log_interval: args.log_interval,
+        output_dir: args.output_dir,
+        backend: args.backend.parse::<BackendKind>()?,
+        print: true,
+    };
+    let summary = run_squad(&config)?;
+    println!("{}", summary.evaluation);
+    Ok(())
+}

@@ -1,0 +1,476 @@
+//! The fine-tuning loop of `bert-train finetune-classifier`: shuffled, padded batches →
+//! cross-entropy (classes) or mean-squared error (STS-B) → accumulated, globally clipped
+//! gradients → BERTAdam/AdamW under linear warmup and decay; dev metrics after every epoch, the
+//! best epoch kept as a HF directory, test predictions as GLUE submission files.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use serde_json::json;
+
+use super::config::ClassifierConfig;
+use super::evaluate::{predict, submission_name, task_metrics, write_submission};
+use super::features::{ClassifierBatch, Feature, check_vocab, epoch_order, featurize, mix, pad_id};
+use super::model_io::{Head, ModelFiles, Origin, classifier};
+use super::optim::build_optimizer;
+use crate::checkpoint::{save_hf_model, write_atomic};
+use crate::model::BertForSequenceClassification;
+use crate::pretrain::optim::clip_global_norm;
+use crate::pretrain::progress::Progress;
+use crate::pretrain::schedule::LinearSchedule;
+use crate::tasks::glue::{Example, Split, Task, read_examples};
+
+/// Dev metrics of one dev file (MNLI has two).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DevScores {
+    /// The file's stem: `dev`, `dev_matched`, `dev_mismatched`.
+    pub split: String,
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// What a run ended with.
+#[derive(Debug)]
+pub struct ClassifierSummary {
+    /// Per epoch: mean training loss and dev scores (empty with `--only-inference`).
+    pub epochs: Vec<(f64, Vec<DevScores>)>,
+    /// Dev scores of the model the test predictions come from.
+    pub best: Vec<DevScores>,
+    pub best_epoch: Option<usize>,
+    /// `OUTPUT_DIR/best`, when training ran.
+    pub best_dir: Option<PathBuf>,
+    /// Submission files written.
+    pub predictions: Vec<PathBuf>,
+    pub optimizer_steps: u64,
+}
+
+fn note(config: &ClassifierConfig, message: impl AsRef<str>) {
+    if config.print {
+        eprintln!("{}", message.as_ref());
+    }
+}
+
+/// The task's examples of one file, featurized.
+struct SplitData {
+    file: PathBuf,
+    examples: Vec<Example>,
+    features: Vec<Feature>,
+}
+
+fn load_split(
+    config: &ClassifierConfig,
+    files: &ModelFiles,
+    split: Split,
+    required: bool,
+) -> Result<Vec<SplitData>> {
+    let mut out = Vec::new();
+    for file in config.task.files(&config.data_dir, split) {
+        if !file.is_file() {
+            ensure!(
+                !required,
+                "{} not found: --data-dir must be the task's glue_data directory (with \
+                 train.tsv, dev.tsv{})",
+                file.display(),
+                if config.task == Task::Mnli {
+                    ", dev_matched.tsv, dev_mismatched.tsv"
+                } else {
+                    ""
+                }
+            );
+            continue;
+        }
+        let mut examples = read_examples(config.task, &file, split)?;
+        if split == Split::Train
+            && let Some(n) = config.max_train_examples
+        {
+            examples.truncate(n);
+        }
+        ensure!(!examples.is_empty(), "{} has no examples", file.display());
+        let features = featurize(&files.tokenizer, &examples)
+            .with_context(|| format!("in {}", file.display()))?;
+        check_vocab(&features, files.config.vocab_size)
+            .with_context(|| format!("in {}", file.display()))?;
+        out.push(SplitData {
+            file,
+            examples,
+            features,
+        });
+    }
+    Ok(out)
+}
+
+/// The head this task needs.
+pub fn task_head(task: Task) -> Head {
+    if task.is_regression() {
+        Head::Regression
+    } else {
+        Head::Classification(task.labels().iter().map(|l| l.to_string()).collect())
+    }
+}
+
+/// Cross-entropy over classes, or mean-squared error for one output (regression).
+fn loss(model: &BertForSequenceClassification, batch: ClassifierBatch) -> Result<Tensor<1>> {
+    let rows = batch.rows;
+    let logits = model.forward(batch.input);
+    if let Some(scores) = batch.scores {
+        return Ok((logits.reshape([rows]) - scores).square().mean());
+    }
+    let classes = batch.classes.context("a training batch without labels")?;
+    let log_probs = log_softmax(logits, 1);
+    Ok(-log_probs.gather(1, classes.reshape([rows, 1])).mean())
+}
+
+/// Evaluate every dev file.
+fn evaluate_dev(
+    config: &ClassifierConfig,
+    model: &BertForSequenceClassification,
+    dev: &[SplitData],
+    pad: u32,
+) -> Result<Vec<DevScores>> {
+    dev.iter()
+        .map(|d| {
+            let outputs = predict(model, &d.features, config.dev_batch_size, pad)?;
+            Ok(DevScores {
+                split: d
+                    .file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("dev")
+                    .to_string(),
+                metrics: task_metrics(config.task, &outputs, &d.features),
+            })
+        })
+        .collect()
+}
+
+fn scores_line(scores: &[DevScores]) -> String {
+    scores
+        .iter()
+        .map(|s| {
+            let metrics: Vec<String> = s
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect();
+            format!("{}: {}", s.split, metrics.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Write `model` to `OUTPUT_DIR/best` as a whole: into a temporary sibling, then renamed over
+/// the previous best, so the directory is always one complete model.
+fn save_best(
+    config: &ClassifierConfig,
+    files: &ModelFiles,
+    model: &BertForSequenceClassification,
+) -> Result<PathBuf> {
+    let best = config.output_dir.join("best");
+    let partial = config.output_dir.join(".best.partial");
+    let old = config.output_dir.join(".best.old");
+    for stale in [&partial, &old] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .with_context(|| format!("cannot remove {}", stale.display()))?;
+        }
+    }
+    let head = task_head(config.task);
+    let hf_config = head.config_for(&files.config, Some(config.task.dir_name()));
+    save_hf_model(model, &hf_config, head.architecture(), &partial)?;
+    files.write_tokenizer(&partial, None)?;
+    if best.exists() {
+        std::fs::rename(&best, &old)
+            .with_context(|| format!("cannot move {} aside", best.display()))?;
+    }
+    std::fs::rename(&partial, &best)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), best.display()))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).ok();
+    }
+    Ok(best)
+}
+
+/// Predict every test file with `model` and write the GLUE submission files.
+fn write_test_predictions(
+    config: &ClassifierConfig,
+    model: &BertForSequenceClassification,
+    test: &[SplitData],
+    pad: u32,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for t in test {
+        let outputs = predict(model, &t.features, config.dev_batch_size, pad)?;
+        let path = config
+            .output_dir
+            .join(submission_name(config.task, &t.file));
+        write_submission(&path, config.task, &t.examples, &outputs)?;
+        note(
+            config,
+            format!(
+                "test predictions for {} ({} rows): {}",
+                t.file.display(),
+                t.examples.len(),
+                path.display()
+            ),
+        );
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// One optimizer step over `batches` (accumulated micro-batches): mean loss and the gradient
+/// norm before clipping. `before_micro` runs before each micro-batch (the trainer reseeds
+/// dropout there).
+pub fn train_step(
+    model: BertForSequenceClassification,
+    optimizer: &mut ModuleOptimizer,
+    batches: Vec<ClassifierBatch>,
+    lr: f64,
+    max_grad_norm: f64,
+    mut before_micro: impl FnMut(usize),
+) -> Result<(BertForSequenceClassification, f64, f64)> {
+    let n = batches.len();
+    let mut accumulator = GradientsAccumulator::<BertForSequenceClassification>::new();
+    let mut total = 0.0;
+    for (micro, batch) in batches.into_iter().enumerate() {
+        before_micro(micro);
+        let loss = loss(&model, batch)?;
+        let value: f64 = loss.clone().into_scalar::<f32>() as f64;
+        ensure!(value.is_finite(), "the loss is not finite ({value})");
+        total += value;
+        let loss = if n > 1 {
+            loss.div_scalar(n as f64)
+        } else {
+            loss
+        };
+        accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+    }
+    let mut grads = accumulator.grads();
+    let norm = clip_global_norm(&model, &mut grads, max_grad_norm);
+    ensure!(norm.is_finite(), "the gradient norm is not finite");
+    Ok((optimizer.step(lr, model, grads), total / n as f64, norm))
+}
+
+/// Append-only log of the run, rewritten whole (atomically) after every epoch.
+fn write_metrics(path: &Path, rows: &[serde_json::Value]) -> Result<()> {
+    let mut text = String::new();
+    for row in rows {
+        text.push_str(&serde_json::to_string(row)?);
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Fine-tune (or, with `only_inference`, only evaluate) as `config` says.
+pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
+    config.validate()?;
+    let files = ModelFiles::open(
+        &config.model,
+        config.bert_dataset.as_deref(),
+        config.max_len,
+    )?;
+    files.check_max_len(config.max_len, "--max-len")?;
+    let head = task_head(config.task);
+    let device = config.backend.device()?;
+    let device = if config.only_inference {
+        device
+    } else {
+        device.autodiff()
+    };
+    let (model, origin) = classifier(
+        &config.model,
+        &files,
+        head.num_labels(),
+        config.only_inference,
+        config.seed,
+        &device,
+    )?;
+    if let (Some(dir), Some(task)) = (
+        &files.dir,
+        files
+            .config
+            .extra
+            .get("finetuning_task")
+            .and_then(|v| v.as_str()),
+    ) && matches!(origin, Origin::FineTuned)
+        && !task.eq_ignore_ascii_case(config.task.dir_name())
+    {
+        note(
+            config,
+            format!(
+                "note: {} was fine-tuned on {task}, not {}",
+                dir.display(),
+                config.task
+            ),
+        );
+    }
+    let pad = pad_id(&files.tokenizer);
+    std::fs::create_dir_all(&config.output_dir)
+        .with_context(|| format!("cannot create {}", config.output_dir.display()))?;
+
+    let train = if config.only_inference {
+        Vec::new()
+    } else {
+        load_split(config, &files, Split::Train, true)?
+    };
+    let dev = load_split(config, &files, Split::Dev, true)?;
+    let test = load_split(config, &files, Split::Test, false)?;
+    let mut summary = ClassifierSummary {
+        epochs: Vec::new(),
+        best: Vec::new(),
+        best_epoch: None,
+        best_dir: None,
+        predictions: Vec::new(),
+        optimizer_steps: 0,
+    };
+
+    if config.only_inference {
+        let scores = evaluate_dev(config, &model, &dev, pad)?;
+        note(config, format!("dev {}", scores_line(&scores)));
+        write_metrics(
+            &config.output_dir.join("metrics.jsonl"),
+            &[json!({ "only_inference": true, "dev": scores })],
+        )?;
+        summary.predictions = write_test_predictions(config, &model, &test, pad)?;
+        summary.best = scores;
+        return Ok(summary);
+    }
+
+    let train = train.into_iter().next().context("no training file")?;
+    let n = train.features.len();
+    let batches_per_epoch = n.div_ceil(config.batch_size);
+    let steps_per_epoch = batches_per_epoch.div_ceil(config.accumulate);
+    let num_steps = (steps_per_epoch * config.epochs) as u64;
+    let schedule = LinearSchedule::new(config.lr, config.warmup_ratio, num_steps);
+    let mut optimizer = build_optimizer(config.optimizer, config.weight_decay, config.epsilon)?;
+    note(
+        config,
+        format!(
+            "fine-tuning {} ({} parameters, {}) on {}: {n} training examples, {} epochs of {} \
+             steps (batch {} x {} accumulated), {} warmup steps, on {}",
+            files.dir.as_deref().map_or_else(
+                || format!("{:?}", config.model),
+                |d| d.display().to_string()
+            ),
+            files.config.num_params(),
+            match origin {
+                Origin::Random => "random weights",
+                Origin::PretrainedEncoder => "pretrained encoder, new head",
+                Origin::FineTuned => "continuing a fine-tuned head",
+            },
+            config.task,
+            config.epochs,
+            steps_per_epoch,
+            config.batch_size,
+            config.accumulate,
+            schedule.warmup_steps,
+            config.backend
+        ),
+    );
+
+    let mut model = model.train();
+    let progress = Progress::new(config.print, 0, num_steps);
+    let mut rows = Vec::new();
+    let mut best_score = f64::NEG_INFINITY;
+    let mut best_model: Option<BertForSequenceClassification> = None;
+    let mut step: u64 = 0;
+    let started = Instant::now();
+    for epoch in 1..=config.epochs {
+        let order = epoch_order(n, config.seed, epoch);
+        let batches: Vec<&[usize]> = order.chunks(config.batch_size).collect();
+        let (mut epoch_loss, mut epoch_steps) = (0.0, 0usize);
+        let (mut interval_loss, mut interval_steps, mut interval_rows) = (0.0, 0usize, 0usize);
+        let mut interval_start = Instant::now();
+        for group in batches.chunks(config.accumulate) {
+            step += 1;
+            let lr = schedule.lr(step);
+            let micro_batches = group
+                .iter()
+                .map(|indices| {
+                    let rows: Vec<&Feature> = indices.iter().map(|&i| &train.features[i]).collect();
+                    ClassifierBatch::new(&rows, pad, &device)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let rows_in_step: usize = micro_batches.iter().map(|b| b.rows).sum();
+            let (updated, loss, grad_norm) = train_step(
+                model,
+                &mut optimizer,
+                micro_batches,
+                lr,
+                config.max_grad_norm,
+                |micro| device.seed(mix(config.seed, step, micro as u64)),
+            )
+            .with_context(|| {
+                format!("epoch {epoch}, step {step}: a diverging run needs a lower --lr")
+            })?;
+            model = updated;
+            epoch_loss += loss;
+            epoch_steps += 1;
+            interval_loss += loss;
+            interval_steps += 1;
+            interval_rows += rows_in_step;
+            progress.step(step);
+            if step.is_multiple_of(config.log_interval as u64) || epoch_steps == steps_per_epoch {
+                let seconds = interval_start.elapsed().as_secs_f64();
+                progress.line(&format!(
+                    "[epoch {epoch} step {epoch_steps}/{steps_per_epoch}] loss {:.4} lr {lr:.3e} \
+                     grad_norm {grad_norm:.3} {:.1} examples/s",
+                    interval_loss / interval_steps as f64,
+                    interval_rows as f64 / seconds.max(1e-9)
+                ));
+                (interval_loss, interval_steps, interval_rows) = (0.0, 0, 0);
+                interval_start = Instant::now();
+            }
+        }
+        let train_loss = epoch_loss / epoch_steps.max(1) as f64;
+        let scores = evaluate_dev(config, &model, &dev, pad)?;
+        let primary = scores[0].metrics[0].1;
+        let improved = primary > best_score || best_model.is_none();
+        progress.line(&format!(
+            "epoch {epoch}: train loss {train_loss:.4}; dev {}{} ({:.0} s)",
+            scores_line(&scores),
+            if improved { " (best so far)" } else { "" },
+            started.elapsed().as_secs_f64()
+        ));
+        if improved {
+            best_score = primary;
+            let valid = model.valid();
+            summary.best_dir = Some(save_best(config, &files, &valid)?);
+            best_model = Some(valid);
+            summary.best = scores.clone();
+            summary.best_epoch = Some(epoch);
+        }
+        rows.push(json!({
+            "epoch": epoch,
+            "step": step,
+            "train_loss": train_loss,
+            "dev": scores,
+            "best": improved,
+            "seconds": started.elapsed().as_secs_f64(),
+        }));
+        write_metrics(&config.output_dir.join("metrics.jsonl"), &rows)?;
+        summary.epochs.push((train_loss, scores));
+    }
+    progress.finish();
+    summary.optimizer_steps = step;
+    let best_model = best_model.context("no epoch was run")?;
+    note(
+        config,
+        format!(
+            "best dev {} = {:.4} after epoch {}; model (HuggingFace layout): {}",
+            summary.best[0].metrics[0].0,
+            best_score,
+            summary.best_epoch.unwrap_or(0),
+            summary
+                .best_dir
+                .as_deref()
+                .map_or_else(String::new, |d| d.display().to_string())
+        ),
+    );
+    summary.predictions = write_test_predictions(config, &best_model, &test, pad)?;
+    Ok(summary)
+}

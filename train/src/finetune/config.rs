@@ -1,0 +1,116 @@
+//! What a fine-tuning run is: every flag of `bert-train finetune-classifier`, checked before
+//! anything is loaded.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, ensure};
+
+use crate::backend::BackendKind;
+use crate::pretrain::{ModelSource, OptimizerKind};
+use crate::tasks::glue::Task;
+
+#[derive(Debug, Clone)]
+pub struct ClassifierConfig {
+    pub task: Task,
+    /// `glue_data/<TASK>/` (train.tsv, dev.tsv, test.tsv; MNLI: dev_matched.tsv, ...).
+    pub data_dir: PathBuf,
+    /// A zoo name (random weights, `bert_dataset`'s vocabulary) or a HF directory.
+    pub model: ModelSource,
+    /// The vocabulary of a zoo model: a bundled name or a vocab.txt / tokenizer.json path.
+    pub bert_dataset: Option<String>,
+    pub batch_size: usize,
+    pub dev_batch_size: usize,
+    pub accumulate: usize,
+    pub epochs: usize,
+    pub lr: f64,
+    pub epsilon: f64,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    pub optimizer: OptimizerKind,
+    /// Tokens per sequence, `[CLS]` and `[SEP]`s included.
+    pub max_len: usize,
+    pub seed: u64,
+    pub log_interval: usize,
+    pub output_dir: PathBuf,
+    /// Load a fine-tuned directory, evaluate dev and predict test; no training.
+    pub only_inference: bool,
+    pub backend: BackendKind,
+    /// Use only the first N training examples (quick experiments, tests).
+    pub max_train_examples: Option<usize>,
+    /// Print log lines and notes on stderr.
+    pub print: bool,
+}
+
+impl ClassifierConfig {
+    /// GluonNLP `finetune_classifier.py`'s defaults for everything but task, data and model.
+    pub fn new(task: Task, data_dir: PathBuf, model: ModelSource) -> Self {
+        Self {
+            task,
+            data_dir,
+            model,
+            bert_dataset: None,
+            batch_size: 32,
+            dev_batch_size: 32,
+            accumulate: 1,
+            epochs: 3,
+            lr: 5e-5,
+            epsilon: 1e-6,
+            warmup_ratio: 0.1,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            optimizer: OptimizerKind::BertAdam,
+            max_len: 128,
+            seed: 2,
+            log_interval: 10,
+            output_dir: PathBuf::from("./output_dir"),
+            only_inference: false,
+            backend: BackendKind::Cpu,
+            max_train_examples: None,
+            print: true,
+        }
+    }
+
+    /// Reject flag values no run can use, naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        for (flag, value) in [
+            ("--batch-size", self.batch_size),
+            ("--dev-batch-size", self.dev_batch_size),
+            ("--accumulate", self.accumulate),
+            ("--epochs", self.epochs),
+            ("--log-interval", self.log_interval),
+        ] {
+            ensure!(value >= 1, "{flag} must be at least 1");
+        }
+        ensure!(
+            self.max_len >= 3,
+            "--max-len must leave room for [CLS], [SEP] and a token (at least 3), got {}",
+            self.max_len
+        );
+        ensure!(
+            self.lr.is_finite() && self.lr > 0.0,
+            "--lr must be a positive number, got {}",
+            self.lr
+        );
+        ensure!(
+            self.epsilon.is_finite() && self.epsilon > 0.0,
+            "--epsilon must be a positive number, got {}",
+            self.epsilon
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.warmup_ratio),
+            "--warmup-ratio must be in [0, 1], got {}",
+            self.warmup_ratio
+        );
+        if let Some(n) = self.max_train_examples {
+            ensure!(n >= 1, "--max-train-examples must be at least 1");
+        }
+        if self.only_inference {
+            ensure!(
+                matches!(self.model, ModelSource::Dir(_)),
+                "--only-inference needs --model DIR: a fine-tuned directory (e.g. OUTPUT_DIR/best)"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! Examples → model inputs: `[CLS] A [SEP] (B [SEP])` ids and segment ids from the model's
+//! tokenizer, truncated to `--max-len` the way HF's `longest_first` does (the longer text loses
+//! a token at a time), then batches padded to their own longest row.
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use tokenizers::{EncodeInput, Tokenizer};
+
+use crate::model::BertInput;
+use crate::tasks::glue::{Example, Label};
+
+/// One example as the model sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    pub input_ids: Vec<u32>,
+    pub token_type_ids: Vec<u32>,
+    pub label: Option<Label>,
+}
+
+/// Tokenize `examples` (in parallel); the tokenizer truncates (see `load_tokenizer`).
+pub fn featurize(tokenizer: &Tokenizer, examples: &[Example]) -> Result<Vec<Feature>> {
+    let inputs: Vec<EncodeInput> = examples
+        .iter()
+        .map(|e| match &e.text_b {
+            Some(b) => (e.text_a.as_str(), b.as_str()).into(),
+            None => e.text_a.as_str().into(),
+        })
+        .collect();
+    let encodings = tokenizer
+        .encode_batch(inputs, true)
+        .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
+    examples
+        .iter()
+        .zip(encodings)
+        .map(|(example, encoding)| {
+            if encoding.get_ids().is_empty() {
+                bail!("example {} tokenizes to nothing", example.id);
+            }
+            Ok(Feature {
+                input_ids: encoding.get_ids().to_vec(),
+                token_type_ids: encoding.get_type_ids().to_vec(),
+                label: example.label.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A padded batch on the device, with its labels when the features have them.
+pub struct ClassifierBatch {
+    pub input: BertInput,
+    /// Class ids (`[batch]`), for classification.
+    pub classes: Option<Tensor<1, Int>>,
+    /// Targets (`[batch]`), for regression.
+    pub scores: Option<Tensor<1>>,
+    pub rows: usize,
+    /// Real (unpadded) tokens.
+    pub tokens: usize,
+}
+
+impl ClassifierBatch {
+    /// Pad `features` with `pad_id` to the longest of them.
+    pub fn new(features: &[&Feature], pad_id: u32, device: &Device) -> Result<Self> {
+        let rows = features.len();
+        let seq = features
+            .iter()
+            .map(|f| f.input_ids.len())
+            .max()
+            .unwrap_or(0);
+        if rows == 0 || seq == 0 {
+            bail!("empty batch");
+        }
+        let mut ids = vec![pad_id as i64; rows * seq];
+        let mut types = vec![0i64; rows * seq];
+        let mut mask = vec![0i64; rows * seq];
+        let mut tokens = 0;
+        for (row, f) in features.iter().enumerate() {
+            for (col, (&id, &ty)) in f.input_ids.iter().zip(&f.token_type_ids).enumerate() {
+                ids[row * seq + col] = id as i64;
+                types[row * seq + col] = ty as i64;
+                mask[row * seq + col] = 1;
+            }
+            tokens += f.input_ids.len();
+        }
+        let ints = |data: Vec<i64>| {
+            Tensor::<2, Int>::from_data(TensorData::new(data, [rows, seq]), device)
+        };
+        let mut classes = Vec::new();
+        let mut scores = Vec::new();
+        for f in features {
+            match &f.label {
+                Some(Label::Class(c)) => classes.push(*c as i64),
+                Some(Label::Score(s)) => scores.push(*s),
+                None => {}
+            }
+        }
+        let all = |n: usize| n == rows;
+        Ok(Self {
+            input: BertInput {
+                input_ids: ints(ids),
+                attention_mask: ints(mask),
+                token_type_ids: ints(types),
+            },
+            classes: all(classes.len())
+                .then(|| Tensor::from_data(TensorData::new(classes, [rows]), device)),
+            scores: all(scores.len())
+                .then(|| Tensor::from_data(TensorData::new(scores, [rows]), device)),
+            rows,
+            tokens,
+        })
+    }
+}
+
+/// The order of one training epoch: a Fisher–Yates shuffle from `(seed, epoch)`.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut rng = SplitMix64(mix(seed, epoch as u64, 0x5eed));
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (rng.next() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// A 64-bit mix of three values (SplitMix64's finaliser), for seeds derived from a run's seed.
+pub fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z = seed ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0, 0, 0)
+    }
+}
+
+/// Indices of `features` sorted by length, cut into batches of `batch_size`: inference pads
+/// less this way, and the predictions are put back in file order by index.
+pub fn length_sorted_batches(features: &[Feature], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..features.len()).collect();
+    order.sort_by_key(|&i| features[i].input_ids.len());
+    order.chunks(batch_size).map(<[usize]>::to_vec).collect()
+}
+
+/// The pad id of a tokenizer (`[PAD]`), 0 if it has none.
+pub fn pad_id(tokenizer: &Tokenizer) -> u32 {
+    tokenizer.token_to_id("[PAD]").unwrap_or(0)
+}
+
+/// Fail early, with the example, when a tokenizer makes ids the model has no embedding for.
+pub fn check_vocab(features: &[Feature], vocab_size: usize) -> Result<()> {
+    for (i, f) in features.iter().enumerate() {
+        if let Some(&id) = f.input_ids.iter().find(|&&id| id as usize >= vocab_size) {
+            return Err(anyhow::anyhow!(
+                "example {i}: token id {id} is outside the model's vocabulary of {vocab_size}"
+            ))
+            .context("the tokenizer does not belong to the model");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let a = epoch_order(100, 7, 0);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_eq!(a, epoch_order(100, 7, 0));
+        assert_ne!(a, epoch_order(100, 7, 1));
+        assert_ne!(a, epoch_order(100, 8, 0));
+    }
+
+    #[test]
+    fn batches_pad_to_their_longest_row() {
+        let device = Device::flex();
+        let f = |n: usize, label| Feature {
+            input_ids: (1..=n as u32).collect(),
+            token_type_ids: vec![0; n],
+            label,
+        };
+        let (a, b) = (f(3, Some(Label::Class(1))), f(5, Some(Label::Class(0))));
+        let batch = ClassifierBatch::new(&[&a, &b], 0, &device).unwrap();
+        assert_eq!(batch.input.input_ids.dims(), [2, 5]);
+        assert_eq!(batch.tokens, 8);
+        let mask = batch
+            .input
+            .attention_mask
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
+        assert_eq!(mask, [1, 1, 1, 0, 0, 1, 1, 1, 1, 1]);
+        assert!(batch.classes.is_some() && batch.scores.is_none());
+        let unlabelled = f(2, None);
+        let batch = ClassifierBatch::new(&[&unlabelled], 0, &device).unwrap();
+        assert!(batch.classes.is_none());
+        assert_eq!(
+            length_sorted_batches(&[a, b, unlabelled], 2),
+            vec![vec![2, 0], vec![1]]
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! Fine-tune `BertForQuestionAnswering` on a SQuAD file and predict another: the loss is the
+//! mean of the start and end cross-entropies; the rest (optimizer, schedule, clipping, seeded
+//! order and dropout) is the classifier's.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+use super::data::read_squad;
+use super::features::{SquadFeature, WindowParams, features_tokenizer, squad_features};
+use super::postprocess::{AnswerParams, Answers, best_answers, ordered_json};
+use crate::BackendKind;
+use crate::checkpoint::{
+    HfTensors, load_bert_for_question_answering, load_bert_model, save_hf_model, weights_path,
+    write_atomic,
+};
+use crate::finetune::features::{epoch_order, mix};
+use crate::finetune::model_io::{Head, ModelFiles};
+use crate::finetune::optim::build_optimizer;
+use crate::model::{BertForQuestionAnswering, BertInput};
+use crate::pretrain::optim::clip_global_norm;
+use crate::pretrain::progress::Progress;
+use crate::pretrain::schedule::LinearSchedule;
+use crate::pretrain::{ModelSource, OptimizerKind};
+use crate::tasks::squad_eval::{Dataset, evaluate_v1, evaluate_v2};
+
+#[derive(Debug, Clone)]
+pub struct SquadConfig {
+    pub model: ModelSource,
+    pub bert_dataset: Option<String>,
+    /// Training file (none with `only_predict`).
+    pub train_file: Option<PathBuf>,
+    pub train_articles: Option<std::ops::Range<usize>>,
+    pub predict_file: PathBuf,
+    pub predict_articles: Option<std::ops::Range<usize>>,
+    pub version_2: bool,
+    pub window: WindowParams,
+    pub answers: AnswerParams,
+    pub batch_size: usize,
+    pub test_batch_size: usize,
+    pub epochs: usize,
+    pub lr: f64,
+    pub epsilon: f64,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub optimizer: OptimizerKind,
+    pub seed: u64,
+    pub log_interval: usize,
+    pub output_dir: PathBuf,
+    pub backend: BackendKind,
+    pub print: bool,
+}
+
+pub struct SquadSummary {
+    pub epoch_losses: Vec<f64>,
+    /// The official evaluation's JSON on the prediction file.
+    pub evaluation: String,
+    pub answers: Answers,
+}
+
+fn batch(
+    features: &[&SquadFeature],
+    device: &Device,
+) -> (BertInput, Tensor<1, Int>, Tensor<1, Int>) {
+    let rows = features.len();
+    let seq = features
+        .iter()
+        .map(|f| f.input_ids.len())
+        .max()
+        .unwrap_or(1);
+    let (mut ids, mut types, mut mask) = (
+        vec![0i64; rows * seq],
+        vec![0i64; rows * seq],
+        vec![0i64; rows * seq],
+    );
+    for (r, f) in features.iter().enumerate() {
+        for (c, (&id, &ty)) in f.input_ids.iter().zip(&f.token_type_ids).enumerate() {
+            ids[r * seq + c] = id as i64;
+            types[r * seq + c] = ty as i64;
+            mask[r * seq + c] = 1;
+        }
+    }
+    let ints = |d: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(d, [rows, seq]), device);
+    let positions = |f: &dyn Fn(&SquadFeature) -> usize| {
+        let v: Vec<i64> = features.iter().map(|x| f(x) as i64).collect();
+        Tensor::<1, Int>::from_data(TensorData::new(v, [rows]), device)
+    };
+    (
+        BertInput {
+            input_ids: ints(ids),
+            attention_mask: ints(mask),
+            token_type_ids: ints(types),
+        },
+        positions(&|f| f.start_position),
+        positions(&|f| f.end_position),
+    )
+}
+
+/// Mean of the start and end cross-entropies (padding positions are real logits of the pad
+/// tokens, as in HF; the labels never point there).
+fn span_loss(
+    model: &BertForQuestionAnswering,
+    features: &[&SquadFeature],
+    device: &Device,
+) -> Tensor<1> {
+    let rows = features.len();
+    let (input, starts, ends) = batch(features, device);
+    let spans = model.forward(input);
+    let ce = |logits: Tensor<2>, gold: Tensor<1, Int>| {
+        -log_softmax(logits, 1)
+            .gather(1, gold.reshape([rows, 1]))
+            .mean()
+    };
+    (ce(spans.start, starts) + ce(spans.end, ends)).div_scalar(2.0)
+}
+
+fn predict(
+    model: &BertForQuestionAnswering,
+    features: &[SquadFeature],
+    batch_size: usize,
+) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+    let model = model.valid();
+    let device = model.qa_outputs.weight.val().device();
+    let mut out = Vec::with_capacity(features.len());
+    for chunk in features.chunks(batch_size) {
+        let refs: Vec<&SquadFeature> = chunk.iter().collect();
+        let seq = chunk.iter().map(|f| f.input_ids.len()).max().unwrap_or(1);
+        let spans = model.forward(batch(&refs, &device).0);
+        let read = |t: Tensor<2>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))
+        };
+        let (start, end) = (read(spans.start)?, read(spans.end)?);
+        for (r, f) in chunk.iter().enumerate() {
+            let n = f.input_ids.len();
+            out.push((
+                start[r * seq..r * seq + n].to_vec(),
+                end[r * seq..r * seq + n].to_vec(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn note(config: &SquadConfig, message: impl AsRef<str>) {
+    if config.print {
+        eprintln!("{}", message.as_ref());
+    }
+}
+
+/// Train (when there is a training file) and predict as `config` says; writes
+/// `predictions.json`, `nbest_predictions.json`, `null_odds.json` (2.0) and, after training,
+/// `OUTPUT_DIR/model/` (HF `BertForQuestionAnswering`).
+pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
+    for (flag, v) in [
+        ("--batch-size", config.batch_size),
+        ("--test-batch-size", config.test_batch_size),
+    ] {
+        ensure!(v >= 1, "{flag} must be at least 1");
+    }
+    let files = ModelFiles::open(
+        &config.model,
+        config.bert_dataset.as_deref(),
+        config.window.max_seq_length,
+    )?;
+    files.check_max_len(config.window.max_seq_length, "--max-seq-length")?;
+    let tokenizer = features_tokenizer(&files.tokenizer)?;
+    let training = config.train_file.is_some();
+    let base = config.backend.device()?;
+    let device = if training { base.autodiff() } else { base };
+    let bert_config = &files.config;
+    let model = match &config.model {
+        ModelSource::Dir(dir) => {
+            let weights = HfTensors::from_file(&weights_path(dir)?)?;
+            if weights.task_head() == Some("qa_outputs.") {
+                load_bert_for_question_answering(bert_config, &weights, &device)?.0
+            } else {
+                ensure!(
+                    training,
+                    "{} has no question-answering head (qa_outputs.*): give --train-file to \
+                     fine-tune it first",
+                    dir.display()
+                );
+                let encoder = load_bert_model(bert_config, &weights, &device)?.0;
+                device.seed(mix(config.seed, 0x4ead, 0));
+                BertForQuestionAnswering::with_encoder(encoder, bert_config, &device)
+            }
+        }
+        ModelSource::Zoo(_) => {
+            let encoder =
+                crate::pretrain::init::init_from_scratch(bert_config, config.seed, &device).bert;
+            device.seed(mix(config.seed, 0x4ead, 0));
+            BertForQuestionAnswering::with_encoder(encoder, bert_config, &device)
+        }
+    };
+    std::fs::create_dir_all(&config.output_dir)
+        .with_context(|| format!("cannot create {}", config.output_dir.display()))?;
+
+    let mut model = model;
+    let mut epoch_losses = Vec::new();
+    if let Some(train_file) = &config.train_file {
+        let data = read_squad(train_file, config.train_articles.clone(), true)?;
+        if data.bad_offsets > 0 {
+            note(
+                config,
+                format!(
+                    "skipped {} training question(s) whose answer does not match its context offset",
+                    data.bad_offsets
+                ),
+            );
+        }
+        let features = squad_features(&tokenizer, &data.examples, config.window)?;
+        ensure!(
+            !features.is_empty(),
+            "{} gives no training features",
+            train_file.display()
+        );
+        let n = features.len();
+        let steps_per_epoch = n.div_ceil(config.batch_size);
+        let num_steps = (steps_per_epoch * config.epochs) as u64;
+        let schedule = LinearSchedule::new(config.lr, config.warmup_ratio, num_steps);
+        let mut optimizer: ModuleOptimizer =
+            build_optimizer(config.optimizer, config.weight_decay, config.epsilon)?;
+        note(
+            config,
+            format!(
+                "fine-tuning on {} questions ({n} windows), {} epochs of {steps_per_epoch} steps",
+                data.examples.len(),
+                config.epochs
+            ),
+        );
+        let progress = Progress::new(config.print, 0, num_steps);
+        let mut trained = model.train();
+        let mut step = 0u64;
+        let started = Instant::now();
+        for epoch in 1..=config.epochs {
+            let order = epoch_order(n, config.seed, epoch);
+            let mut total = 0.0;
+            for (b, chunk) in order.chunks(config.batch_size).enumerate() {
+                step += 1;
+                device.seed(mix(config.seed, step, 0));
+                let rows: Vec<&SquadFeature> = chunk.iter().map(|&i| &features[i]).collect();
+                let loss = span_loss(&trained, &rows, &device);
+                let value = loss.clone().into_scalar::<f32>() as f64;
+                ensure!(
+                    value.is_finite(),
+                    "step {step}: the loss is not finite; lower --lr"
+                );
+                let mut grads = GradientsParams::from_grads(loss.backward(), &trained);
+                clip_global_norm(&trained, &mut grads, 1.0);
+                trained = optimizer.step(schedule.lr(step), trained, grads);
+                total += value;
+                progress.step(step);
+                if step.is_multiple_of(config.log_interval as u64) {
+                    progress.line(&format!(
+                        "[epoch {epoch} step {}/{steps_per_epoch}] loss {value:.4} lr {:.3e}",
+                        b + 1,
+                        schedule.lr(step)
+                    ));
+                }
+            }
+            let mean = total / steps_per_epoch as f64;
+            progress.line(&format!(
+                "epoch {epoch}: train loss {mean:.4} ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            ));
+            epoch_losses.push(mean);
+        }
+        progress.finish();
+        model = trained.valid();
+        let dir = config.output_dir.join("model");
+        let hf = Head::QuestionAnswering.config_for(bert_config, Some("squad"));
+        save_hf_model(&model, &hf, Head::QuestionAnswering.architecture(), &dir)?;
+        files.write_tokenizer(&dir, Some(config.window.max_seq_length))?;
+        note(
+            config,
+            format!("model (HuggingFace layout): {}", dir.display()),
+        );
+    }
+
+    let data = read_squad(&config.predict_file, config.predict_articles.clone(), false)?;
+    let version_2 = config.version_2 || data.version_2;
+    let features = squad_features(&tokenizer, &data.examples, config.window)?;
+    let logits = predict(&model, &features, config.test_batch_size)?;
+    let params = AnswerParams {
+        version_2,
+        ..config.answers
+    };
+    let answers = best_answers(&data.examples, &features, &logits, params);
+    let out = &config.output_dir;
+    write_atomic(
+        &out.join("predictions.json"),
+        ordered_json(&answers.predictions)?.as_bytes(),
+    )?;
+    write_atomic(
+        &out.join("nbest_predictions.json"),
+        ordered_json(&answers.nbest)?.as_bytes(),
+    )?;
+    if version_2 {
+        write_atomic(
+            &out.join("null_odds.json"),
+            ordered_json(&answers.null_odds)?.as_bytes(),
+        )?;
+    }
+    // Score against the same questions (the article range, when given).
+    let text = std::fs::read_to_string(&config.predict_file)?;
+    let mut dataset: Dataset = serde_json::from_str(&text)?;
+    if let Some(r) = &config.predict_articles {
+        dataset.data = dataset.data.drain(r.clone()).collect();
+    }
+    let preds = answers.predictions.iter().cloned().collect();
+    let evaluation = if version_2 {
+        let odds = answers.null_odds.clone();
+        evaluate_v2(&dataset, &preds, Some(&odds), 1.0)?.0
+    } else {
+        evaluate_v1(&dataset, &preds).0
+    };
+    note(
+        config,
+        format!(
+            "{} on {} questions: {evaluation}",
+            config.predict_file.display(),
+            data.examples.len()
+        ),
+    );
+    Ok(SquadSummary {
+        epoch_losses,
+        evaluation,
+        answers,
+    })
+}
