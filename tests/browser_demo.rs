@@ -83,7 +83,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Each vector of `got` against `want`: cosine >= 0.9999 and max-abs <= 1e-3.
@@ -113,8 +116,8 @@ fn tokenizer_sample(root: &Path) -> Vec<String> {
             .filter_map(|l| l.split('\t').next())
             .map(str::to_string),
     );
-    let xnli = std::fs::read_to_string(shared.join("xnli/dev.tsv"))
-        .expect("../shared/data/xnli/dev.tsv");
+    let xnli =
+        std::fs::read_to_string(shared.join("xnli/dev.tsv")).expect("../shared/data/xnli/dev.tsv");
     let mut premises: Vec<&str> = xnli
         .lines()
         .skip(1)
@@ -221,13 +224,22 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
 
     for (name, backend) in [("cpu", "cpu"), ("webgpu", "webgpu")] {
         let r = run(name);
-        assert_eq!(r["backend"], backend, "{name}: the page chose {}", r["backend"]);
+        assert_eq!(
+            r["backend"], backend,
+            "{name}: the page chose {}",
+            r["backend"]
+        );
         let status = r["status"].as_str().unwrap();
         assert!(
             status.contains(&format!("Backend: {backend}")) && status.contains("loaded in"),
             "{name}: status line {status:?}"
         );
-        let browser: Vec<Vec<f32>> = r["embeddings"].as_array().unwrap().iter().map(floats).collect();
+        let browser: Vec<Vec<f32>> = r["embeddings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(floats)
+            .collect();
         assert_close(&format!("{name} vs native"), &browser, &native_vectors);
         assert_close(&format!("{name} vs sentence-transformers"), &browser, &st);
 
@@ -248,7 +260,10 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
             .iter()
             .map(|x| x["index"].as_u64().unwrap() as usize)
             .collect();
-        assert_eq!(ranking, order, "{name}: search ranking (native scores {native_scores:?})");
+        assert_eq!(
+            ranking, order,
+            "{name}: search ranking (native scores {native_scores:?})"
+        );
         assert!(
             Path::new(r["screenshot"].as_str().unwrap()).is_file(),
             "{name}: no screenshot"
@@ -266,7 +281,11 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
     let wasm_ids = run("cpu")["tokenIds"].as_array().unwrap();
     assert_eq!(wasm_ids.len(), tokenize.len());
     for (text, ids) in tokenize.iter().zip(wasm_ids) {
-        let want = tokenizer.encode(text.as_str(), true).unwrap().get_ids().to_vec();
+        let want = tokenizer
+            .encode(text.as_str(), true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
         let got: Vec<u32> = ids
             .as_array()
             .unwrap()

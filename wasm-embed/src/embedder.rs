@@ -54,7 +54,9 @@ impl Embedder {
         let positions = config.max_position_embeddings;
         let max_length = max_length.unwrap_or(positions);
         if !(2..=positions).contains(&max_length) {
-            bail!("max length must be between 2 and the model's {positions} positions, got {max_length}");
+            bail!(
+                "max length must be between 2 and the model's {positions} positions, got {max_length}"
+            );
         }
         let mut tokenizer = Tokenizer::from_bytes(tokenizer_json)
             .map_err(|e| anyhow!("cannot read tokenizer.json: {e}"))?;
@@ -105,7 +107,11 @@ impl Embedder {
     }
 
     /// One vector per sentence, in input order.
-    pub async fn embed(&self, sentences: &[String], options: EmbedOptions) -> Result<Vec<Vec<f32>>> {
+    pub async fn embed(
+        &self,
+        sentences: &[String],
+        options: EmbedOptions,
+    ) -> Result<Vec<Vec<f32>>> {
         if options.batch_size == 0 {
             bail!("batch size must be at least 1");
         }

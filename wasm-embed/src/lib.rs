@@ -14,4 +14,4 @@ mod embedder;
 mod web;
 
 pub use block_on::block_on;
-pub use embedder::{Embedder, EmbedOptions};
+pub use embedder::{EmbedOptions, Embedder};

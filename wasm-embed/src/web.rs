@@ -100,7 +100,11 @@ impl WasmEmbedder {
             normalize,
             batch_size: batch_size as usize,
         };
-        let vectors = self.inner.embed(&sentences, options).await.map_err(js_error)?;
+        let vectors = self
+            .inner
+            .embed(&sentences, options)
+            .await
+            .map_err(js_error)?;
         Ok(vectors.iter().map(|v| Float32Array::from(&v[..])).collect())
     }
 }

@@ -8,7 +8,10 @@ use burn::tensor::Device;
 use wasm_embed::{EmbedOptions, Embedder, block_on};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn model_dir() -> PathBuf {
@@ -94,7 +97,9 @@ fn cpu_backend_matches_sentence_transformers() {
 #[test]
 fn wgpu_backend_matches_sentence_transformers() {
     let device = block_on(Device::wgpu_options().init_async()).unwrap_or_else(|e| {
-        panic!("no wgpu adapter ({e}); install Mesa's lavapipe: apt-get install mesa-vulkan-drivers")
+        panic!(
+            "no wgpu adapter ({e}); install Mesa's lavapipe: apt-get install mesa-vulkan-drivers"
+        )
     });
     check_against_sentence_transformers(&device);
 }
@@ -105,9 +110,15 @@ fn bad_inputs_are_clear_errors() {
     let config = String::from_utf8(read("config.json")).unwrap();
     let tokenizer = read("tokenizer.json");
 
-    let err = Embedder::from_bytes(b"not safetensors".to_vec(), &config, &tokenizer, None, &device)
-        .err()
-        .unwrap();
+    let err = Embedder::from_bytes(
+        b"not safetensors".to_vec(),
+        &config,
+        &tokenizer,
+        None,
+        &device,
+    )
+    .err()
+    .unwrap();
     assert!(format!("{err:#}").contains("model.safetensors"), "{err:#}");
 
     let err = Embedder::from_bytes(read("model.safetensors"), "{", &tokenizer, None, &device)
