@@ -121,13 +121,17 @@ fn wgpu_device() -> Result<Device, BertError> {
     static DEVICE: std::sync::OnceLock<Result<Device, alloc::string::String>> =
         std::sync::OnceLock::new();
     DEVICE
-        .get_or_init(|| {
-            Device::wgpu_options().init().map_err(|e| {
-                alloc::format!(
-                    "no wgpu adapter ({e}); on Linux without a GPU install Mesa's lavapipe \
-                     (apt-get install mesa-vulkan-drivers libvulkan1)"
-                )
-            })
+        .get_or_init(|| match Device::wgpu_options().init() {
+            Ok(device) => Ok(device),
+            // Something already started the default adapter lazily (burn-optim does, loading an
+            // optimizer state onto burn's default device): it is up, so use it.
+            Err(e) if alloc::format!("{e:?}").contains("already initialized") => {
+                Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+            }
+            Err(e) => Err(alloc::format!(
+                "no wgpu adapter ({e}); on Linux without a GPU install Mesa's lavapipe \
+                 (apt-get install mesa-vulkan-drivers libvulkan1)"
+            )),
         })
         .clone()
         .map_err(BertError::Backend)
