@@ -15,13 +15,6 @@ use bert_train::embed::BertEmbedding;
 use burn::tensor::Device;
 use serde_json::{Value, json};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// What is missing for the browser run, with how to get it.
 fn missing_prerequisites(root: &Path) -> Vec<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -139,7 +132,7 @@ fn tokenizer_sample(root: &Path) -> Vec<String> {
 
 #[test]
 fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
-    let root = repo_root();
+    let root = bert_tests::repo_root();
     let missing = missing_prerequisites(&root);
     if !missing.is_empty() {
         let list = missing.join("\n  ");
