@@ -12,6 +12,7 @@ use bert_train::checkpoint::{HfTensors, load_bert_for_sequence_classification, r
 use bert_train::finetune::classifier::train_step;
 use bert_train::finetune::features::{ClassifierBatch, Feature};
 use bert_train::finetune::optim::build_optimizer;
+use bert_train::finetune::step::StepSettings;
 use bert_train::pretrain::OptimizerKind;
 use bert_train::tasks::glue::Label;
 use burn::module::Module;
@@ -128,11 +129,12 @@ fn bertadam_steps_agree_with_pytorch() {
     for _ in 0..STEPS {
         let refs: Vec<&Feature> = features.iter().collect();
         let batch = ClassifierBatch::new(&refs, 0, &device).unwrap();
-        let (next, loss, norm) =
-            train_step(model, &mut optimizer, vec![batch], LR, 1.0, |_| {}).unwrap();
+        let settings = StepSettings::float32(LR, 1.0);
+        let (next, outcome) =
+            train_step(model, &mut optimizer, vec![batch], settings, |_| {}).unwrap();
         model = next;
-        losses.push(loss);
-        norms.push(norm);
+        losses.push(outcome.loss);
+        norms.push(outcome.grad_norm);
     }
 
     let python = reference_python();

@@ -9,7 +9,7 @@ use crate::finetune::squad::data::parse_range;
 use crate::finetune::squad::features::WindowParams;
 use crate::finetune::squad::postprocess::AnswerParams;
 use crate::finetune::squad::{SquadConfig, run_squad};
-use crate::pretrain::{ModelSource, OptimizerKind};
+use crate::pretrain::{ModelSource, OptimizerKind, Precision};
 
 pub const AFTER_HELP: &str = "\
 Example (the issue's end-to-end check: train on the first 38 articles of dev-v1.1.json,
@@ -86,7 +86,9 @@ pub struct FinetuneSquadArgs {
     pub optimizer: String,
     #[arg(long, default_value_t = 2)]
     pub seed: u64,
-    /// float32 (float16 is not supported yet).
+    /// float32, float16 (half-precision forward and backward from float32 master weights,
+    /// loss in float32, dynamic loss scaling) or bfloat16 (no loss scaling); also the dtype of
+    /// the predictions. The saved model is float32.
     #[arg(long, default_value = "float32")]
     pub dtype: String,
     #[arg(long, alias = "log_interval", default_value_t = 50)]
@@ -99,15 +101,7 @@ pub struct FinetuneSquadArgs {
 }
 
 pub fn run(args: FinetuneSquadArgs) -> Result<()> {
-    if !matches!(
-        args.dtype.to_ascii_lowercase().as_str(),
-        "float32" | "fp32" | "f32"
-    ) {
-        bail!(
-            "--dtype {} is not supported yet; use --dtype float32",
-            args.dtype
-        );
-    }
+    let dtype: Precision = args.dtype.parse()?;
     if args.log_interval == 0 || args.epochs == 0 || args.doc_stride == 0 {
         bail!("--log-interval, --epochs and --doc-stride must be at least 1");
     }
@@ -150,6 +144,7 @@ pub fn run(args: FinetuneSquadArgs) -> Result<()> {
         log_interval: args.log_interval,
         output_dir: args.output_dir,
         backend: args.backend.parse::<BackendKind>()?,
+        dtype,
         print: true,
     };
     let summary = run_squad(&config)?;

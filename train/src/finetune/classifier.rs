@@ -2,13 +2,18 @@
 //! cross-entropy (classes) or mean-squared error (STS-B) → accumulated, globally clipped
 //! gradients → BERTAdam/AdamW under linear warmup and decay; dev metrics after every epoch, the
 //! best epoch kept as a HF directory, test predictions as GLUE submission files.
+//!
+//! `--dtype float16|bfloat16`: forward and backward (and the dev/test predictions) run on a
+//! half-precision cast of the float32 weights, the logits are cast back to float32 for the loss
+//! and the metrics, float16 losses are scaled dynamically (an overflowing step is skipped and
+//! logged); the optimizer and the saved model stay float32.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde_json::json;
@@ -18,9 +23,11 @@ use super::evaluate::{predict, submission_name, task_metrics, write_submission};
 use super::features::{ClassifierBatch, Feature, check_vocab, epoch_order, featurize, mix, pad_id};
 use super::model_io::{Head, ModelFiles, Origin, classifier};
 use super::optim::build_optimizer;
+use super::step::{StepOutcome, StepSettings, accumulated_step, after_step, step_settings};
 use crate::checkpoint::{save_hf_model, write_atomic};
 use crate::model::BertForSequenceClassification;
-use crate::pretrain::optim::clip_global_norm;
+use crate::pretrain::Precision;
+use crate::pretrain::precision::{LossScale, check_device, compute_model, to_f32};
 use crate::pretrain::progress::Progress;
 use crate::pretrain::schedule::LinearSchedule;
 use crate::tasks::glue::{Example, Split, Task, read_examples};
@@ -46,6 +53,10 @@ pub struct ClassifierSummary {
     /// Submission files written.
     pub predictions: Vec<PathBuf>,
     pub optimizer_steps: u64,
+    /// The `--dtype` of forward and backward.
+    pub dtype: Precision,
+    /// float16: steps whose gradients overflowed, not applied.
+    pub skipped_steps: u64,
 }
 
 fn note(config: &ClassifierConfig, message: impl AsRef<str>) {
@@ -112,10 +123,11 @@ pub fn task_head(task: Task) -> Head {
     }
 }
 
-/// Cross-entropy over classes, or mean-squared error for one output (regression).
+/// Cross-entropy over classes, or mean-squared error for one output (regression), in float32
+/// whatever the model computes in.
 fn loss(model: &BertForSequenceClassification, batch: ClassifierBatch) -> Result<Tensor<1>> {
     let rows = batch.rows;
-    let logits = model.forward(batch.input);
+    let logits = to_f32(model.forward(batch.input));
     if let Some(scores) = batch.scores {
         return Ok((logits.reshape([rows]) - scores).square().mean());
     }
@@ -124,13 +136,22 @@ fn loss(model: &BertForSequenceClassification, batch: ClassifierBatch) -> Result
     Ok(-log_probs.gather(1, classes.reshape([rows, 1])).mean())
 }
 
-/// Evaluate every dev file.
+/// The model predictions run with: `model` without autodiff, cast to `--dtype`.
+fn inference_model(
+    config: &ClassifierConfig,
+    model: &BertForSequenceClassification,
+) -> BertForSequenceClassification {
+    compute_model(&model.valid(), config.dtype)
+}
+
+/// Evaluate every dev file (in `--dtype`; the metrics from float32 copies of the outputs).
 fn evaluate_dev(
     config: &ClassifierConfig,
     model: &BertForSequenceClassification,
     dev: &[SplitData],
     pad: u32,
 ) -> Result<Vec<DevScores>> {
+    let model = &inference_model(config, model);
     dev.iter()
         .map(|d| {
             let outputs = predict(model, &d.features, config.dev_batch_size, pad)?;
@@ -201,6 +222,7 @@ fn write_test_predictions(
     test: &[SplitData],
     pad: u32,
 ) -> Result<Vec<PathBuf>> {
+    let model = &inference_model(config, model);
     let mut written = Vec::new();
     for t in test {
         let outputs = predict(model, &t.features, config.dev_batch_size, pad)?;
@@ -222,37 +244,26 @@ fn write_test_predictions(
     Ok(written)
 }
 
-/// One optimizer step over `batches` (accumulated micro-batches): mean loss and the gradient
-/// norm before clipping. `before_micro` runs before each micro-batch (the trainer reseeds
-/// dropout there).
+/// One optimizer step over `batches` (accumulated micro-batches) as `settings` say (learning
+/// rate, clipping, `--dtype`, loss scale): the mean loss, the gradient norm before clipping,
+/// and whether a float16 overflow skipped the update. `before_micro` runs before each
+/// micro-batch (the trainer reseeds dropout there).
 pub fn train_step(
     model: BertForSequenceClassification,
     optimizer: &mut ModuleOptimizer,
     batches: Vec<ClassifierBatch>,
-    lr: f64,
-    max_grad_norm: f64,
+    settings: StepSettings,
     mut before_micro: impl FnMut(usize),
-) -> Result<(BertForSequenceClassification, f64, f64)> {
+) -> Result<(BertForSequenceClassification, StepOutcome)> {
     let n = batches.len();
-    let mut accumulator = GradientsAccumulator::<BertForSequenceClassification>::new();
-    let mut total = 0.0;
-    for (micro, batch) in batches.into_iter().enumerate() {
+    let mut batches = batches.into_iter();
+    accumulated_step(model, optimizer, n, settings, |compute, micro| {
         before_micro(micro);
-        let loss = loss(&model, batch)?;
-        let value: f64 = loss.clone().into_scalar::<f32>() as f64;
-        ensure!(value.is_finite(), "the loss is not finite ({value})");
-        total += value;
-        let loss = if n > 1 {
-            loss.div_scalar(n as f64)
-        } else {
-            loss
-        };
-        accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
-    }
-    let mut grads = accumulator.grads();
-    let norm = clip_global_norm(&model, &mut grads, max_grad_norm);
-    ensure!(norm.is_finite(), "the gradient norm is not finite");
-    Ok((optimizer.step(lr, model, grads), total / n as f64, norm))
+        loss(
+            compute,
+            batches.next().context("fewer batches than counted")?,
+        )
+    })
 }
 
 /// Append-only log of the run, rewritten whole (atomically) after every epoch.
@@ -276,6 +287,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
     files.check_max_len(config.max_len, "--max-len")?;
     let head = task_head(config.task);
     let device = config.backend.device()?;
+    check_device(config.dtype, &device, config.backend)?;
     let device = if config.only_inference {
         device
     } else {
@@ -326,6 +338,8 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
         best_dir: None,
         predictions: Vec::new(),
         optimizer_steps: 0,
+        dtype: config.dtype,
+        skipped_steps: 0,
     };
 
     if config.only_inference {
@@ -333,7 +347,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
         note(config, format!("dev {}", scores_line(&scores)));
         write_metrics(
             &config.output_dir.join("metrics.jsonl"),
-            &[json!({ "only_inference": true, "dev": scores })],
+            &[json!({ "only_inference": true, "dtype": config.dtype, "dev": scores })],
         )?;
         summary.predictions = write_test_predictions(config, &model, &test, pad)?;
         summary.best = scores;
@@ -351,7 +365,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
         config,
         format!(
             "fine-tuning {} ({} parameters, {}) on {}: {n} training examples, {} epochs of {} \
-             steps (batch {} x {} accumulated), {} warmup steps, on {}",
+             steps (batch {} x {} accumulated), {} warmup steps, {}, on {}",
             files.dir.as_deref().map_or_else(
                 || format!("{:?}", config.model),
                 |d| d.display().to_string()
@@ -368,6 +382,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
             config.batch_size,
             config.accumulate,
             schedule.warmup_steps,
+            config.dtype,
             config.backend
         ),
     );
@@ -378,11 +393,12 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
     let mut best_score = f64::NEG_INFINITY;
     let mut best_model: Option<BertForSequenceClassification> = None;
     let mut step: u64 = 0;
+    let mut loss_scale = config.dtype.needs_loss_scaling().then(LossScale::new);
     let started = Instant::now();
     for epoch in 1..=config.epochs {
         let order = epoch_order(n, config.seed, epoch);
         let batches: Vec<&[usize]> = order.chunks(config.batch_size).collect();
-        let (mut epoch_loss, mut epoch_steps) = (0.0, 0usize);
+        let (mut epoch_loss, mut epoch_steps, mut epoch_skipped) = (0.0, 0usize, 0u64);
         let (mut interval_loss, mut interval_steps, mut interval_rows) = (0.0, 0usize, 0usize);
         let mut interval_start = Instant::now();
         for group in batches.chunks(config.accumulate) {
@@ -396,18 +412,21 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let rows_in_step: usize = micro_batches.iter().map(|b| b.rows).sum();
-            let (updated, loss, grad_norm) = train_step(
-                model,
-                &mut optimizer,
-                micro_batches,
-                lr,
-                config.max_grad_norm,
-                |micro| device.seed(mix(config.seed, step, micro as u64)),
-            )
-            .with_context(|| {
-                format!("epoch {epoch}, step {step}: a diverging run needs a lower --lr")
-            })?;
+            let settings =
+                step_settings(lr, config.max_grad_norm, config.dtype, loss_scale.as_ref());
+            let (updated, outcome) =
+                train_step(model, &mut optimizer, micro_batches, settings, |micro| {
+                    device.seed(mix(config.seed, step, micro as u64))
+                })
+                .with_context(|| {
+                    format!("epoch {epoch}, step {step}: a diverging run needs a lower --lr")
+                })?;
             model = updated;
+            if let Some(line) = after_step(&mut loss_scale, step, &outcome) {
+                epoch_skipped += 1;
+                progress.line(&line);
+            }
+            let (loss, grad_norm) = (outcome.loss, outcome.grad_norm);
             epoch_loss += loss;
             epoch_steps += 1;
             interval_loss += loss;
@@ -444,14 +463,21 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
             summary.best = scores.clone();
             summary.best_epoch = Some(epoch);
         }
-        rows.push(json!({
+        summary.skipped_steps += epoch_skipped;
+        let mut row = json!({
             "epoch": epoch,
             "step": step,
+            "dtype": config.dtype,
             "train_loss": train_loss,
             "dev": scores,
             "best": improved,
             "seconds": started.elapsed().as_secs_f64(),
-        }));
+        });
+        if let Some(scale) = &loss_scale {
+            row["loss_scale"] = json!(scale.scale);
+            row["skipped_steps"] = json!(epoch_skipped);
+        }
+        rows.push(row);
         write_metrics(&config.output_dir.join("metrics.jsonl"), &rows)?;
         summary.epochs.push((train_loss, scores));
     }
@@ -461,10 +487,16 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
     note(
         config,
         format!(
-            "best dev {} = {:.4} after epoch {}; model (HuggingFace layout): {}",
+            "best dev {} = {:.4} after epoch {} ({}{}); model (HuggingFace layout, float32): {}",
             summary.best[0].metrics[0].0,
             best_score,
             summary.best_epoch.unwrap_or(0),
+            config.dtype,
+            if loss_scale.is_some() {
+                format!(", {} skipped step(s)", summary.skipped_steps)
+            } else {
+                String::new()
+            },
             summary
                 .best_dir
                 .as_deref()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, ensure};
 
 use crate::backend::BackendKind;
-use crate::pretrain::{ModelSource, OptimizerKind};
+use crate::pretrain::{ModelSource, OptimizerKind, Precision};
 use crate::tasks::glue::Task;
 
 #[derive(Debug, Clone)]
@@ -36,6 +36,9 @@ pub struct ClassifierConfig {
     /// Load a fine-tuned directory, evaluate dev and predict test; no training.
     pub only_inference: bool,
     pub backend: BackendKind,
+    /// `--dtype`: the precision of forward and backward (and of evaluation); the weights, the
+    /// optimizer and the saved model stay float32.
+    pub dtype: Precision,
     /// Use only the first N training examples (quick experiments, tests).
     pub max_train_examples: Option<usize>,
     /// Print log lines and notes on stderr.
@@ -66,6 +69,7 @@ impl ClassifierConfig {
             output_dir: PathBuf::from("./output_dir"),
             only_inference: false,
             backend: BackendKind::Cpu,
+            dtype: Precision::Float32,
             max_train_examples: None,
             print: true,
         }

@@ -8,6 +8,7 @@
 //!   tokenizer beside it, and HF directories with the task keys in `config.json`.
 //! - [`optim`]: BERTAdam / AdamW of pretraining with `--epsilon`.
 //! - [`evaluate`]: predictions over a split, its metrics, GLUE submission files.
+//! - [`step`]: one optimizer step (accumulation, `--dtype` mixed precision, loss scaling).
 //! - [`classifier`]: the training loop.
 //! - [`squad`]: question answering on SQuAD 1.1 / 2.0.
 
@@ -18,6 +19,7 @@ pub mod features;
 pub mod model_io;
 pub mod optim;
 pub mod squad;
+pub mod step;
 
 pub use classifier::{ClassifierSummary, run_classifier};
 pub use config::ClassifierConfig;

@@ -7,6 +7,7 @@ use bert_pipeline::loader::Batch;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
+use super::precision::to_f32;
 use crate::model::{BertForPreTraining, BertInput};
 
 /// One batch as tensors on the training device.
@@ -203,14 +204,6 @@ fn cross_entropy(
         .neg();
     let loss_sum = (nll * weights.clone()).sum();
     (loss_sum, (correct * weights.clone()).sum(), weights.sum())
-}
-
-fn to_f32(logits: Tensor<2>) -> Tensor<2> {
-    if logits.dtype() == burn::tensor::DType::F32 {
-        logits
-    } else {
-        logits.cast(burn::tensor::FloatDType::F32)
-    }
 }
 
 /// Forward `model` on `batch`; both losses as means over the batch itself.

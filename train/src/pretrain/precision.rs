@@ -6,13 +6,19 @@
 //! The half-precision model is a cast of the float32 parameters *inside* the autodiff graph,
 //! so backward delivers float32 gradients for the master weights themselves; the losses are
 //! computed from logits cast back to float32.
+//!
+//! Pretraining ([`super::step`]) and fine-tuning (`finetune-classifier`, `finetune-squad`)
+//! share these pieces: [`compute_model`] for any module, [`to_f32`] for the logits,
+//! [`check_device`], [`LossScale`] and [`unscale_and_clip`] for the gradients.
 
+use anyhow::{Result, ensure};
 use burn::module::{Module, ModuleMapper, Param};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::FloatDType;
+use burn::tensor::{DType, FloatDType};
 use serde::{Deserialize, Serialize};
 
-use crate::model::BertForPreTraining;
+use super::optim::{clip_global_norm, scale_gradients};
 
 /// `--dtype`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,8 +34,8 @@ impl core::str::FromStr for Precision {
 
     fn from_str(s: &str) -> anyhow::Result<Self> {
         match s.to_ascii_lowercase().as_str() {
-            "float32" | "fp32" => Ok(Self::Float32),
-            "float16" | "fp16" => Ok(Self::Float16),
+            "float32" | "fp32" | "f32" => Ok(Self::Float32),
+            "float16" | "fp16" | "f16" => Ok(Self::Float16),
             "bfloat16" | "bf16" => Ok(Self::BFloat16),
             other => {
                 anyhow::bail!("unknown --dtype {other:?}; expected float32, float16 or bfloat16")
@@ -75,12 +81,69 @@ impl ModuleMapper for CastParams {
 }
 
 /// The model to run forward and backward: `model` itself in float32, else its parameters cast
-/// to the compute dtype, with gradients flowing back to `model`'s float32 parameters.
-pub fn compute_model(model: &BertForPreTraining, precision: Precision) -> BertForPreTraining {
+/// to the compute dtype, with gradients flowing back to `model`'s float32 parameters (on an
+/// autodiff device; on a plain one it is simply a half-precision copy for inference).
+pub fn compute_model<M: Module>(model: &M, precision: Precision) -> M {
     match precision.compute_dtype() {
         None => model.clone(),
         Some(dtype) => model.clone().map(&mut CastParams(dtype)),
     }
+}
+
+/// A half-precision model's outputs in float32, for the softmax and the loss (as mixed
+/// precision does it); float32 outputs pass unchanged.
+pub fn to_f32<const D: usize>(logits: Tensor<D>) -> Tensor<D> {
+    if logits.dtype() == DType::F32 {
+        logits
+    } else {
+        logits.cast(FloatDType::F32)
+    }
+}
+
+/// A clear error when `device` (of `--backend backend`) has no arithmetic in `precision`.
+pub fn check_device(
+    precision: Precision,
+    device: &Device,
+    backend: impl core::fmt::Display,
+) -> Result<()> {
+    if let Some(dtype) = precision.compute_dtype() {
+        ensure!(
+            device.supports_dtype(dtype),
+            "--dtype {precision}: the {backend} device {device:?} has no {precision} arithmetic \
+             (wgpu needs the adapter's shader-f16 feature for float16)"
+        );
+    }
+    Ok(())
+}
+
+/// `loss` multiplied by the loss scale before backward (unchanged at scale 1).
+pub fn scale_loss(loss: Tensor<1>, loss_scale: f64) -> Tensor<1> {
+    if loss_scale != 1.0 {
+        loss.mul_scalar(loss_scale)
+    } else {
+        loss
+    }
+}
+
+/// The gradients of a step, ready for the optimizer: divided by `loss_scale` (when not 1), then
+/// clipped to a global norm of `max_grad_norm`. Returns the norm of the unscaled gradients
+/// before clipping, and whether they overflowed: a non-finite norm under loss scaling means the
+/// step must be skipped (the caller halves the scale); without loss scaling it is an error.
+pub fn unscale_and_clip<M: Module>(
+    model: &M,
+    grads: &mut GradientsParams,
+    loss_scale: f64,
+    max_grad_norm: f64,
+) -> Result<(f64, bool)> {
+    if loss_scale != 1.0 {
+        scale_gradients(model, grads, 1.0 / loss_scale);
+    }
+    let norm = clip_global_norm(model, grads, max_grad_norm);
+    if norm.is_finite() {
+        return Ok((norm, false));
+    }
+    ensure!(loss_scale != 1.0, "the gradient norm is not finite");
+    Ok((norm, true))
 }
 
 /// Dynamic loss scaling (as MXNet's and PyTorch's `GradScaler`): multiply the loss by `scale`
@@ -129,6 +192,7 @@ impl Default for LossScale {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::BertForPreTraining;
 
     #[test]
     fn parses_dtypes() {

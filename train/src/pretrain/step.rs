@@ -23,8 +23,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
 use super::loss::{BatchStats, BatchTensors, StepTotals, pretraining_losses_in_step};
-use super::optim::{clip_global_norm, scale_gradients};
-use super::precision::{Precision, compute_model};
+use super::precision::{Precision, compute_model, scale_loss, unscale_and_clip};
 use crate::model::BertForPreTraining;
 
 /// A micro-batch on its rank's device, with the seed of its dropout draws.
@@ -96,11 +95,7 @@ fn rank_gradients(
         work.device.seed(batch.seed);
         let losses = pretraining_losses_in_step(&compute, &batch.tensors, totals);
         pending.push(losses.stats);
-        let loss = if settings.loss_scale != 1.0 {
-            losses.total.mul_scalar(settings.loss_scale)
-        } else {
-            losses.total
-        };
+        let loss = scale_loss(losses.total, settings.loss_scale);
         // Keyed by the float32 parameters: the cast copies pass their gradients on to them.
         accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
     }
@@ -174,16 +169,13 @@ pub fn train_step(
         report.micro_batches.extend(stats);
     }
     let mut grads = accumulator.grads();
-    if settings.loss_scale != 1.0 {
-        scale_gradients(&model, &mut grads, 1.0 / settings.loss_scale);
-    }
-    report.grad_norm = clip_global_norm(&model, &mut grads, settings.max_grad_norm);
-    if !report.grad_norm.is_finite() {
-        ensure!(
-            settings.loss_scale != 1.0,
-            "the gradient norm is not finite"
-        );
-        report.overflowed = true;
+    (report.grad_norm, report.overflowed) = unscale_and_clip(
+        &model,
+        &mut grads,
+        settings.loss_scale,
+        settings.max_grad_norm,
+    )?;
+    if report.overflowed {
         return Ok((model, report));
     }
     Ok((optimizer.step(settings.lr, model, grads), report))

@@ -18,7 +18,7 @@ use super::loss::BatchTensors;
 use super::metrics::{Interval, MetricsLog, MetricsRow};
 use super::optim::build_optimizer;
 use super::plot::write_metrics_svg;
-use super::precision::LossScale;
+use super::precision::{LossScale, check_device};
 use super::progress::Progress;
 use super::schedule::LinearSchedule;
 use super::state::{self, STATE_VERSION, TrainState};
@@ -238,17 +238,8 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
         .map(|&g| Ok(config.backend.device_at(g, ranks)?.autodiff()))
         .collect::<Result<Vec<_>>>()?;
     let device = devices[0].clone();
-    if let Some(dtype) = config.dtype.compute_dtype() {
-        for d in &devices {
-            ensure!(
-                d.supports_dtype(dtype),
-                "--dtype {}: the {} device {d:?} has no {} arithmetic (wgpu needs the \
-                 adapter's shader-f16 feature for float16)",
-                config.dtype,
-                config.backend,
-                config.dtype
-            );
-        }
+    for d in &devices {
+        check_device(config.dtype, d, config.backend)?;
     }
     let settings = config.trajectory_fingerprint(&bert_config);
     let data = data_fingerprint(&manifest);

@@ -1,13 +1,14 @@
 //! Fine-tune `BertForQuestionAnswering` on a SQuAD file and predict another: the loss is the
 //! mean of the start and end cross-entropies; the rest (optimizer, schedule, clipping, seeded
-//! order and dropout) is the classifier's.
+//! order and dropout) is the classifier's, `--dtype float16|bfloat16` included (the shared
+//! step of [`crate::finetune::step`]; predictions in the compute dtype, read as float32).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
@@ -22,11 +23,12 @@ use crate::checkpoint::{
 use crate::finetune::features::{epoch_order, mix};
 use crate::finetune::model_io::{Head, ModelFiles};
 use crate::finetune::optim::build_optimizer;
+use crate::finetune::step::{accumulated_step, after_step, step_settings};
 use crate::model::{BertForQuestionAnswering, BertInput};
-use crate::pretrain::optim::clip_global_norm;
+use crate::pretrain::precision::{LossScale, check_device, compute_model, to_f32};
 use crate::pretrain::progress::Progress;
 use crate::pretrain::schedule::LinearSchedule;
-use crate::pretrain::{ModelSource, OptimizerKind};
+use crate::pretrain::{ModelSource, OptimizerKind, Precision};
 use crate::tasks::squad_eval::{Dataset, evaluate_v1, evaluate_v2};
 
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ pub struct SquadConfig {
     pub log_interval: usize,
     pub output_dir: PathBuf,
     pub backend: BackendKind,
+    /// `--dtype`: the precision of forward, backward and prediction (weights stay float32).
+    pub dtype: Precision,
     pub print: bool,
 }
 
@@ -101,8 +105,8 @@ fn batch(
     )
 }
 
-/// Mean of the start and end cross-entropies (padding positions are real logits of the pad
-/// tokens, as in HF; the labels never point there).
+/// Mean of the start and end cross-entropies, in float32 (padding positions are real logits of
+/// the pad tokens, as in HF; the labels never point there).
 fn span_loss(
     model: &BertForQuestionAnswering,
     features: &[&SquadFeature],
@@ -112,7 +116,7 @@ fn span_loss(
     let (input, starts, ends) = batch(features, device);
     let spans = model.forward(input);
     let ce = |logits: Tensor<2>, gold: Tensor<1, Int>| {
-        -log_softmax(logits, 1)
+        -log_softmax(to_f32(logits), 1)
             .gather(1, gold.reshape([rows, 1]))
             .mean()
     };
@@ -123,8 +127,9 @@ fn predict(
     model: &BertForQuestionAnswering,
     features: &[SquadFeature],
     batch_size: usize,
+    dtype: Precision,
 ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-    let model = model.valid();
+    let model = compute_model(&model.valid(), dtype);
     let device = model.qa_outputs.weight.val().device();
     let mut out = Vec::with_capacity(features.len());
     for chunk in features.chunks(batch_size) {
@@ -174,6 +179,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
     let tokenizer = features_tokenizer(&files.tokenizer)?;
     let training = config.train_file.is_some();
     let base = config.backend.device()?;
+    check_device(config.dtype, &base, config.backend)?;
     let device = if training { base.autodiff() } else { base };
     let bert_config = &files.config;
     let model = match &config.model {
@@ -239,6 +245,8 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
         let progress = Progress::new(config.print, 0, num_steps);
         let mut trained = model.train();
         let mut step = 0u64;
+        let mut loss_scale = config.dtype.needs_loss_scaling().then(LossScale::new);
+        let mut skipped = 0u64;
         let started = Instant::now();
         for epoch in 1..=config.epochs {
             let order = epoch_order(n, config.seed, epoch);
@@ -247,15 +255,19 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
                 step += 1;
                 device.seed(mix(config.seed, step, 0));
                 let rows: Vec<&SquadFeature> = chunk.iter().map(|&i| &features[i]).collect();
-                let loss = span_loss(&trained, &rows, &device);
-                let value = loss.clone().into_scalar::<f32>() as f64;
-                ensure!(
-                    value.is_finite(),
-                    "step {step}: the loss is not finite; lower --lr"
-                );
-                let mut grads = GradientsParams::from_grads(loss.backward(), &trained);
-                clip_global_norm(&trained, &mut grads, 1.0);
-                trained = optimizer.step(schedule.lr(step), trained, grads);
+                let settings =
+                    step_settings(schedule.lr(step), 1.0, config.dtype, loss_scale.as_ref());
+                let (updated, outcome) =
+                    accumulated_step(trained, &mut optimizer, 1, settings, |compute, _| {
+                        Ok(span_loss(compute, &rows, &device))
+                    })
+                    .with_context(|| format!("step {step}: lower --lr"))?;
+                trained = updated;
+                if let Some(line) = after_step(&mut loss_scale, step, &outcome) {
+                    skipped += 1;
+                    progress.line(&line);
+                }
+                let value = outcome.loss;
                 total += value;
                 progress.step(step);
                 if step.is_multiple_of(config.log_interval as u64) {
@@ -274,6 +286,12 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
             epoch_losses.push(mean);
         }
         progress.finish();
+        if loss_scale.is_some() {
+            note(
+                config,
+                format!("float16: {skipped} step(s) skipped on overflowing gradients"),
+            );
+        }
         model = trained.valid();
         let dir = config.output_dir.join("model");
         let hf = Head::QuestionAnswering.config_for(bert_config, Some("squad"));
@@ -288,7 +306,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
     let data = read_squad(&config.predict_file, config.predict_articles.clone(), false)?;
     let version_2 = config.version_2 || data.version_2;
     let features = squad_features(&tokenizer, &data.examples, config.window)?;
-    let logits = predict(&model, &features, config.test_batch_size)?;
+    let logits = predict(&model, &features, config.test_batch_size, config.dtype)?;
     let params = AnswerParams {
         version_2,
         ..config.answers
