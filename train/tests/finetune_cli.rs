@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{expect_error, fixture, minilm_dir, stderr};
+use safetensors::Dtype;
 
 fn bert_train(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bert-train"))
@@ -224,6 +225,114 @@ fn mnli_qqp_and_sts_b_run_end_to_end() {
     }
 }
 
+/// Every tensor of a saved model is float32 (none float16 / bfloat16).
+fn assert_float32_weights(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut floats = 0;
+    for (name, view) in tensors.tensors() {
+        assert!(
+            !matches!(view.dtype(), Dtype::F16 | Dtype::BF16),
+            "{}: {name} is {:?}",
+            path.display(),
+            view.dtype()
+        );
+        floats += usize::from(view.dtype() == Dtype::F32);
+    }
+    assert!(floats > 10, "{}", path.display());
+}
+
+#[test]
+fn half_precision_fine_tuning_saves_float32_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = head_of("RTE", &[("train", 16), ("dev", 8), ("test", 4)], tmp.path());
+    // A tiny random BERT (the zoo's bert_2_128_2): the precision plumbing, not the accuracy.
+    let out = tmp.path().join("fp16");
+    let log = ok(short_run(
+        "RTE",
+        &data,
+        &out,
+        "bert_2_128_2",
+        &["--epochs", "1", "--dtype", "float16"],
+    ));
+    assert!(log.contains("warmup steps, float16, on cpu"), "{log}");
+    assert!(log.contains("after epoch 1 (float16, "), "{log}");
+    let row = &metrics_rows(&out)[0];
+    assert_eq!(row["dtype"], "float16", "{row}");
+    assert!(row["train_loss"].as_f64().unwrap().is_finite(), "{row}");
+    // Two steps: the scale starts at 65536 and halves once per skipped step.
+    let skipped = row["skipped_steps"].as_u64().unwrap();
+    assert_eq!(
+        row["loss_scale"].as_f64().unwrap(),
+        65536.0 / 2f64.powi(skipped as i32),
+        "{row}"
+    );
+    assert_float32_weights(&out.join("best/model.safetensors"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("RTE.tsv"))
+            .unwrap()
+            .lines()
+            .count(),
+        5
+    );
+
+    // The float16-trained model evaluated in bfloat16.
+    let again = tmp.path().join("bf16");
+    ok(bert_train(&[
+        "finetune-classifier",
+        "--task-name",
+        "RTE",
+        "--data-dir",
+        &s(&data),
+        "--model",
+        &s(&out.join("best")),
+        "--output-dir",
+        &s(&again),
+        "--only-inference",
+        "--max-len",
+        "48",
+        "--dtype",
+        "bfloat16",
+    ]));
+    let row = &metrics_rows(&again)[0];
+    assert_eq!(row["dtype"], "bfloat16", "{row}");
+    let accuracy = row["dev"][0]["metrics"][0][1].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy), "{row}");
+
+    // finetune-squad takes the same --dtype.
+    let squad_out = tmp.path().join("squad");
+    let data = squad("tiny_train_v2.json");
+    let log = ok(bert_train(&[
+        "finetune-squad",
+        "--model",
+        "bert_2_128_2",
+        "--train-file",
+        &data,
+        "--predict-file",
+        &data,
+        "--output-dir",
+        &s(&squad_out),
+        "--max-seq-length",
+        "48",
+        "--doc-stride",
+        "16",
+        "--max-query-length",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--dtype",
+        "float16",
+    ]));
+    assert!(
+        log.contains("step(s) skipped on overflowing gradients"),
+        "{log}"
+    );
+    assert_float32_weights(&squad_out.join("model/model.safetensors"));
+    assert!(squad_out.join("predictions.json").is_file());
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
@@ -235,8 +344,8 @@ fn bad_input_is_a_clear_error() {
         &["unknown task", "MRPC", "STS-B", "XNLI"],
     );
     expect_error(
-        &run("RTE", &shared_glue("RTE"), &["--dtype", "float16"]),
-        &["float16 is not supported yet"],
+        &run("RTE", &shared_glue("RTE"), &["--dtype", "int8"]),
+        &["unknown --dtype \"int8\"", "float16", "bfloat16"],
     );
     expect_error(
         &run("RTE", &tmp.path().join("none"), &[]),

@@ -23,7 +23,10 @@ fn last_losses(dtype: Precision, dir: &std::path::Path) -> (f64, f64, serde_json
     let model = dir.join("model");
     let ckpt = dir.join(format!("ckpt-{dtype}"));
     let mut config = pretrain_common::cpu_config(&shards, &model, &ckpt);
-    config.batch_size = 8;
+    // Two micro-batches of 4 per step: each needs its own cast of the weights (a backward
+    // consumes the graph, casts included).
+    config.batch_size = 4;
+    config.accumulate = 2;
     config.num_steps = 8;
     config.lr = 1e-3;
     config.ckpt_interval = 8;

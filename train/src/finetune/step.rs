@@ -51,10 +51,11 @@ pub fn accumulated_step<M: Module>(
     mut micro_loss: impl FnMut(&M, usize) -> Result<Tensor<1>>,
 ) -> Result<(M, StepOutcome)> {
     ensure!(micro_batches >= 1, "a step needs at least one micro-batch");
-    let compute = compute_model(&model, settings.precision);
     let mut accumulator = GradientsAccumulator::<M>::new();
     let mut total = 0.0;
     for micro in 0..micro_batches {
+        // A fresh cast per micro-batch: each backward consumes the graph, the casts included.
+        let compute = compute_model(&model, settings.precision);
         let loss = micro_loss(&compute, micro)?;
         let value: f64 = loss.clone().into_scalar::<f32>() as f64;
         ensure!(value.is_finite(), "the loss is not finite ({value})");

@@ -86,13 +86,15 @@ fn rank_gradients(
     } else {
         model.clone().fork(&work.device)
     };
-    let compute = compute_model(&model, settings.precision);
     // The statistics stay on the device until every micro-batch is queued: one read-back per
     // rank and step, not one per micro-batch (each read waits for the GPU to drain).
     let mut pending = Vec::with_capacity(work.batches.len());
     let mut accumulator = GradientsAccumulator::<BertForPreTraining>::new();
     for batch in work.batches {
         work.device.seed(batch.seed);
+        // A fresh cast per micro-batch: each backward consumes the graph, the casts included
+        // (burn has no retain_graph), so a second micro-batch cannot reuse the first's.
+        let compute = compute_model(&model, settings.precision);
         let losses = pretraining_losses_in_step(&compute, &batch.tensors, totals);
         pending.push(losses.stats);
         let loss = scale_loss(losses.total, settings.loss_scale);
