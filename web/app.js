@@ -63,6 +63,11 @@ function drawHeatmap(texts, vectors) {
   $('heatmap').replaceChildren(table);
 }
 
+/** "webgpu", "cpu" or "cpu × N workers". */
+function backendName(embedder) {
+  return embedder.threads > 1 ? `${embedder.backend} × ${embedder.threads} workers` : embedder.backend;
+}
+
 async function main() {
   setStatus(`Loading ${modelUrl} (backend: ${backend})…`, 'loading');
   const start = performance.now();
@@ -72,7 +77,7 @@ async function main() {
   await embedder.embed(['warm up']);
   const warmSeconds = (performance.now() - start) / 1000;
   setStatus(
-    `Backend: ${embedder.backend} · model loaded in ${loadSeconds.toFixed(2)} s ` +
+    `Backend: ${backendName(embedder)} · model loaded in ${loadSeconds.toFixed(2)} s ` +
       `(ready after warm-up in ${warmSeconds.toFixed(2)} s) · ${embedder.dim}-dimensional vectors`,
     'ready',
   );
@@ -87,7 +92,7 @@ async function main() {
       const { vectors, ms } = await timedEmbed(embedder, texts);
       corpus = { texts, vectors };
       $('timing').textContent =
-        `${texts.length} sentences in ${ms.toFixed(0)} ms (${(ms / texts.length).toFixed(1)} ms per sentence, ${embedder.backend})`;
+        `${texts.length} sentences in ${ms.toFixed(0)} ms (${(ms / texts.length).toFixed(1)} ms per sentence, ${backendName(embedder)})`;
       drawHeatmap(texts, vectors);
       $('results').replaceChildren();
     } catch (e) {

@@ -3,18 +3,24 @@
 //   import { Embedder } from './pkg/embedder.js';
 //   const e = await Embedder.load({ model: 'models/all-MiniLM-L6-v2/', backend: 'auto' });
 //   const [a, b] = await e.embed(['A man is eating.', 'Someone eats.']);  // Float32Array[]
-//   e.backend  // 'webgpu' or 'cpu';  e.dim  // 384
+//   e.backend  // 'webgpu' or 'cpu';  e.dim  // 384;  e.threads  // CPU workers (0: none)
 //
 // `model` is a model directory URL (ending in '/': model.safetensors, config.json,
 // tokenizer.json and, if present, sentence_bert_config.json are read from it) or the weights
 // themselves (URL, ArrayBuffer or Uint8Array), in which case `config` and `tokenizer` (URL,
 // bytes, or for config a parsed object) are required. Nothing else is fetched.
+//
+// The CPU backend runs in Web Workers, one model copy each (burn's CPU backend has no threads
+// inside wasm, and wasm threads would need a cross-origin isolated page): `embed` hands each
+// worker a share of the sentences, and the page's own thread stays free.
 import init, { WasmEmbedder } from './wasm_embed.js';
 
-let wasmReady;
-function initWasm() {
-  wasmReady ??= init({ module_or_path: new URL('wasm_embed_bg.wasm', import.meta.url) });
-  return wasmReady;
+let compiled;
+/** The compiled module, shared by this thread and every worker (compiled once). */
+function wasmModule() {
+  compiled ??= fetchBytes(new URL('wasm_embed_bg.wasm', import.meta.url), 'wasm_embed_bg.wasm')
+    .then((bytes) => WebAssembly.compile(bytes));
+  return compiled;
 }
 
 /** Whether this browser can run the WebGPU backend (an adapter, not just the API). */
@@ -51,22 +57,109 @@ async function sentenceTransformersMaxLength(dir) {
   }
 }
 
-export class Embedder {
-  #inner;
+/** Web Workers that each hold one CPU encoder (embed-worker.js), fed from one job queue. */
+class WorkerPool {
+  #workers = [];
+  #calls = new Map();
+  #nextId = 0;
 
-  constructor(inner) {
+  /** Start `count` workers and load the model into each; resolves to the first one's info. */
+  static async start(count, load) {
+    const pool = new WorkerPool();
+    for (let i = 0; i < count; i++) {
+      const worker = new Worker(new URL('embed-worker.js', import.meta.url), { type: 'module' });
+      worker.onmessage = ({ data }) => pool.#settle(data);
+      worker.onerror = (event) => pool.#fail(worker, event.message ?? 'the worker failed to start');
+      pool.#workers.push(worker);
+    }
+    try {
+      const [info] = await Promise.all(pool.#workers.map((w) => pool.#call(w, 'load', load)));
+      return { pool, info };
+    } catch (e) {
+      pool.terminate();
+      throw e;
+    }
+  }
+
+  get size() {
+    return this.#workers.length;
+  }
+
+  /** Run `op` on every job's args, each job on the next free worker; results in job order. */
+  async run(op, jobs) {
+    const results = new Array(jobs.length);
+    let next = 0;
+    await Promise.all(this.#workers.map(async (worker) => {
+      while (next < jobs.length) {
+        const i = next++;
+        results[i] = await this.#call(worker, op, jobs[i]);
+      }
+    }));
+    return results;
+  }
+
+  terminate() {
+    for (const w of this.#workers) w.terminate();
+    this.#fail(null, 'the embedder was disposed');
+    this.#workers = [];
+  }
+
+  #call(worker, op, args) {
+    return new Promise((resolve, reject) => {
+      const id = this.#nextId++;
+      this.#calls.set(id, { resolve, reject, worker });
+      worker.postMessage({ id, op, args });
+    });
+  }
+
+  #settle({ id, result, error }) {
+    const call = this.#calls.get(id);
+    this.#calls.delete(id);
+    if (error === undefined) call?.resolve(result);
+    else call?.reject(new Error(error));
+  }
+
+  /** Reject the calls waiting on `worker` (all of them when null). */
+  #fail(worker, message) {
+    for (const [id, call] of this.#calls) {
+      if (worker === null || call.worker === worker) {
+        this.#calls.delete(id);
+        call.reject(new Error(message));
+      }
+    }
+  }
+}
+
+/** CPU workers to start by default: one per core, at most 4 (each holds a copy of the model). */
+function defaultThreads() {
+  if (typeof Worker === 'undefined') return 0;
+  return Math.max(1, Math.min(globalThis.navigator?.hardwareConcurrency ?? 1, 4));
+}
+
+export class Embedder {
+  #inner; // a WasmEmbedder on this thread (WebGPU, or CPU with threads: 0)
+  #pool; // or CPU workers
+  #info;
+
+  constructor(inner, pool, info) {
     this.#inner = inner;
+    this.#pool = pool;
+    this.#info = info;
   }
 
   /**
    * Load a model. `backend`: 'auto' (WebGPU when the browser has it, else CPU), 'webgpu' or
    * 'cpu'. `maxLength`: tokens per sentence (default: sentence_bert_config.json's
-   * max_seq_length, else the model's position limit).
+   * max_seq_length, else the model's position limit). `threads`: CPU backend only, how many
+   * Web Workers share the work (default: one per core, at most 4); 0 runs on this thread.
    */
-  static async load({ model, config, tokenizer, backend = 'auto', maxLength } = {}) {
+  static async load({ model, config, tokenizer, backend = 'auto', maxLength, threads } = {}) {
     if (!model) throw new Error('Embedder.load: `model` is required');
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
       throw new Error(`unknown backend ${JSON.stringify(backend)}; expected auto, webgpu or cpu`);
+    }
+    if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0)) {
+      throw new Error(`threads must be a whole number >= 0, got ${JSON.stringify(threads)}`);
     }
     // Checked here: asking wgpu for a device the browser lacks aborts the wasm module.
     const gpu = backend === 'cpu' ? false : await webGpuAvailable();
@@ -94,38 +187,83 @@ export class Embedder {
         : new TextDecoder().decode(await bytesOf(config, 'config.json'));
       tokenizerBytes = await bytesOf(tokenizer, 'tokenizer.json');
     }
-    await initWasm();
+    const module = await wasmModule();
+    const workers = chosen === 'cpu' ? (threads ?? defaultThreads()) : 0;
+    if (workers > 0) {
+      const load = { module, weights, configText, tokenizerBytes, maxLength };
+      const { pool, info } = await WorkerPool.start(workers, load);
+      return new Embedder(null, pool, { ...info, backend: chosen, threads: workers });
+    }
+    await init({ module_or_path: module });
     const inner = await WasmEmbedder.create(weights, configText, tokenizerBytes, chosen, maxLength);
-    return new Embedder(inner);
+    const info = { backend: chosen, dim: inner.dim, maxLength: inner.maxLength, threads: 0 };
+    return new Embedder(inner, null, info);
   }
 
   /** 'webgpu' or 'cpu'. */
   get backend() {
-    return this.#inner.backend;
+    return this.#info.backend;
   }
 
   /** Width of a sentence vector. */
   get dim() {
-    return this.#inner.dim;
+    return this.#info.dim;
   }
 
   /** Tokens per sentence at most, [CLS] and [SEP] included. */
   get maxLength() {
-    return this.#inner.maxLength;
+    return this.#info.maxLength;
+  }
+
+  /** CPU Web Workers in use (0: the encoder runs on the thread that loaded it). */
+  get threads() {
+    return this.#info.threads;
   }
 
   /** Token ids per sentence (Uint32Array[]), as the model sees them. */
-  tokenize(sentences) {
-    return this.#inner.tokenize(sentences);
+  async tokenize(sentences) {
+    checkSentences('tokenize', sentences);
+    this.#checkLoaded();
+    if (this.#inner) return this.#inner.tokenize(sentences);
+    const [ids] = await this.#pool.run('tokenize', [{ sentences }]);
+    return ids;
   }
 
   /** One Float32Array per sentence. */
   async embed(sentences, { pooling = 'mean', normalize = true, batchSize = 32 } = {}) {
-    if (!Array.isArray(sentences) || sentences.some((s) => typeof s !== 'string')) {
-      throw new Error('embed: expected an array of strings');
-    }
+    checkSentences('embed', sentences);
+    this.#checkLoaded();
     if (sentences.length === 0) return [];
-    return this.#inner.embed(sentences, pooling, normalize, batchSize);
+    if (this.#inner) return this.#inner.embed(sentences, pooling, normalize, batchSize);
+    // Longest first in jobs of similar length (little padding), at least two per worker so
+    // that a worker done early takes the next job instead of waiting on a long one.
+    const order = sentences.map((_, i) => i).sort((a, b) => sentences[b].length - sentences[a].length);
+    const size = Math.max(1, Math.min(batchSize, Math.ceil(sentences.length / (2 * this.#pool.size))));
+    const jobs = [];
+    for (let i = 0; i < order.length; i += size) jobs.push(order.slice(i, i + size));
+    const results = await this.#pool.run('embed', jobs.map((job) => ({
+      sentences: job.map((i) => sentences[i]), pooling, normalize, batchSize,
+    })));
+    const out = new Array(sentences.length);
+    jobs.forEach((job, j) => job.forEach((i, k) => { out[i] = results[j][k]; }));
+    return out;
+  }
+
+  /** Stop the CPU workers (the embedder cannot be used afterwards). */
+  dispose() {
+    this.#pool?.terminate();
+    this.#inner?.free();
+    this.#inner = this.#pool = null;
+  }
+
+  #checkLoaded() {
+    if (!this.#inner && !this.#pool) throw new Error('this embedder was disposed');
+  }
+}
+
+function checkSentences(what, sentences) {
+  if (!Array.isArray(sentences) || sentences.some((s) => typeof s !== 'string')) {
+    throw new Error(`${what}: expected an array of strings`);
   }
 }
 

@@ -83,7 +83,7 @@ async function demoRun(name, backend, { hideGpu }) {
       input.sentences,
     );
     const tokenIds = name === 'cpu'
-      ? await page.evaluate((s) => window.bertDemo.embedder.tokenize(s).map((v) => Array.from(v)), input.tokenize)
+      ? await page.evaluate(async (s) => (await window.bertDemo.embedder.tokenize(s)).map((v) => Array.from(v)), input.tokenize)
       : undefined;
 
     // As a user would: paste sentences, press the buttons, read the page.
