@@ -9,7 +9,7 @@ Same recipe as ours (and GluonNLP's finetune_classifier.py): pairs tokenized by 
 tokenizer, truncated to --max-len with longest_first; each epoch a seeded shuffle, batches
 padded to their own longest row; cross-entropy (MSE for STS-B) on the pooled [CLS] through
 transformers' AutoModelForSequenceClassification (its own head initialisation); BERTAdam
-(AdamW without bias correction, written out below) or torch's AdamW, weight decay 0.01 except
+(AdamW without bias correction, written out in reference_optim.py) or torch's AdamW, weight decay 0.01 except
 LayerNorm and biases; gradients clipped to global norm 1; the learning rate warms up linearly
 over int(warmup_ratio * steps) steps and decays linearly to 0 (GluonNLP's schedule, which is
 ours: step k (1-based) gets lr * k / warmup during warmup). Dev metrics after every epoch; the
@@ -22,6 +22,9 @@ import math
 import os
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_optim import linear_schedule, make_optimizer, param_groups  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -57,16 +60,6 @@ def read_tsv(path, task):
         y = float(fields[il]) if labels is None else labels.index(fields[il].strip())
         rows.append((fields[ia], fields[ib] if ib is not None else None, y))
     return rows
-
-
-def linear_schedule(lr, warmup_ratio, num_steps):
-    warmup = int(num_steps * warmup_ratio)
-
-    def at(step):  # 1-based, as GluonNLP and bert-train
-        if step < warmup or warmup >= num_steps:
-            return lr * min(step / max(warmup, 1), 1.0)
-        return max(lr * (1.0 - (step - warmup) / (num_steps - warmup)), 0.0)
-    return at, warmup
 
 
 def metrics(task, preds, gold):
@@ -129,14 +122,8 @@ def main():
     train_x, train_y = encode(train_rows)
     dev_x, dev_y = encode(dev_rows)
 
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if a.optimizer == "bertadam":
-        optimizer = BertAdam(groups, lr=a.lr, eps=a.epsilon)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=a.lr, eps=a.epsilon)
+    groups = param_groups(model, a.weight_decay)
+    optimizer = make_optimizer(a.optimizer, groups, a.lr, a.epsilon)
 
     steps_per_epoch = math.ceil(len(train_x) / a.batch_size)
     num_steps = steps_per_epoch * a.epochs
@@ -198,40 +185,6 @@ def main():
     with open(a.output, "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result["best_dev"]))
-
-
-def _make_bertadam():
-    import torch
-
-    class BertAdamImpl(torch.optim.Optimizer):
-        """GluonNLP's BERTAdam: w -= lr * (m / (sqrt(v) + eps) + wd * w), no bias correction."""
-
-        def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
-            super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
-        @torch.no_grad()
-        def step(self):
-            for group in self.param_groups:
-                b1, b2 = group["betas"]
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    state = self.state[p]
-                    if not state:
-                        state["m"] = torch.zeros_like(p)
-                        state["v"] = torch.zeros_like(p)
-                    m, v = state["m"], state["v"]
-                    m.mul_(b1).add_(p.grad, alpha=1 - b1)
-                    v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                    update = m / (v.sqrt() + group["eps"])
-                    if group["weight_decay"]:
-                        update = update + group["weight_decay"] * p
-                    p.add_(update, alpha=-group["lr"])
-    return BertAdamImpl
-
-
-def BertAdam(*args, **kwargs):
-    return _make_bertadam()(*args, **kwargs)
 
 
 if __name__ == "__main__":
