@@ -227,6 +227,16 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
             status.contains(&format!("Backend: {backend}")) && status.contains("loaded in"),
             "{name}: status line {status:?}"
         );
+        // The CPU backend runs in Web Workers (one per core); WebGPU on the page's thread.
+        let threads = r["threads"].as_u64().unwrap();
+        if backend == "cpu" {
+            assert!(
+                threads >= 1,
+                "{name}: the CPU encoder did not run in workers"
+            );
+        } else {
+            assert_eq!(threads, 0, "{name}: WebGPU should not start workers");
+        }
         let browser: Vec<Vec<f32>> = r["embeddings"]
             .as_array()
             .unwrap()

@@ -12,10 +12,9 @@ BERT_CACHE="${BERT_CACHE:-$HOME/.cache/bert-toolkit}"
 export PATH="$BERT_CACHE/tools/bin:$PATH"
 target_dir="${CARGO_TARGET_DIR:-target}"
 out=web/pkg
-# WASM_EMBED_PROFILE=wasm-profiling keeps function names, for browser/Node CPU profiles.
-profile="${WASM_EMBED_PROFILE:-wasm-release}"
+# WASM_EMBED_KEEP_NAMES=1 keeps the function names, for browser/Node CPU profiles.
 keep_names=()
-[[ $profile == wasm-profiling ]] && keep_names=(--debuginfo)
+[[ ${WASM_EMBED_KEEP_NAMES:-0} == 1 ]] && keep_names=(--debuginfo)
 
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
@@ -32,12 +31,12 @@ fi
 
 # SIMD128 (every current browser has it) for burn's CPU kernels; the profile is in Cargo.toml.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+simd128" \
-    cargo build -p wasm-embed --target wasm32-unknown-unknown --profile "$profile" --locked
+    cargo build -p wasm-embed --target wasm32-unknown-unknown --profile wasm-release --locked
 
 rm -rf "$out"
 mkdir -p "$out"
 wasm-bindgen --target web --no-typescript --out-dir "$out" \
-    "$target_dir/wasm32-unknown-unknown/$profile/wasm_embed.wasm"
+    "$target_dir/wasm32-unknown-unknown/wasm-release/wasm_embed.wasm"
 # The features rustc emits for wasm32 today, spelled out: wasm-opt must keep them.
 "$wasm_opt" -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \

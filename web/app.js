@@ -4,6 +4,8 @@ import { Embedder, cosine } from './pkg/embedder.js';
 
 const params = new URLSearchParams(location.search);
 const backend = params.get('backend') ?? 'auto';
+// CPU only: Web Workers running the encoder (default: one per core, at most 4; 0: this thread).
+const threads = params.has('threads') ? Number(params.get('threads')) : undefined;
 const modelUrl = new URL(params.get('model') ?? '../models/all-MiniLM-L6-v2/', location.href).href;
 
 const $ = (id) => document.getElementById(id);
@@ -71,7 +73,7 @@ function backendName(embedder) {
 async function main() {
   setStatus(`Loading ${modelUrl} (backend: ${backend})…`, 'loading');
   const start = performance.now();
-  const embedder = await Embedder.load({ model: modelUrl, backend });
+  const embedder = await Embedder.load({ model: modelUrl, backend, threads });
   const loadSeconds = (performance.now() - start) / 1000;
   // The first run compiles GPU kernels; count it as loading, not as embedding time.
   await embedder.embed(['warm up']);

@@ -78,6 +78,7 @@ async function demoRun(name, backend, { hideGpu }) {
       throw new Error(`the page did not load: ${status}\n${log.join('\n')}`);
     }
     const chosen = await page.evaluate(() => window.bertDemo.embedder.backend);
+    const threads = await page.evaluate(() => window.bertDemo.embedder.threads);
     const embeddings = await page.evaluate(
       async (s) => (await window.bertDemo.embedder.embed(s)).map((v) => Array.from(v)),
       input.sentences,
@@ -102,7 +103,7 @@ async function demoRun(name, backend, { hideGpu }) {
     const screenshot = join(outDir, `demo-${name}.png`);
     await page.screenshot({ path: screenshot, fullPage: true });
     return {
-      name, backend: chosen, status, timing, embeddings, heatmap, ranking, tokenIds, screenshot,
+      name, backend: chosen, threads, status, timing, embeddings, heatmap, ranking, tokenIds, screenshot,
       seconds: (Date.now() - started) / 1000, log,
     };
   } finally {
