@@ -1,6 +1,6 @@
 //! Our fine-tuning step against PyTorch: a small random `BertForSequenceClassification`
 //! (dropout off) takes 6 BERTAdam steps on one batch of sentence pairs, in our `train_step` and
-//! in `transformers` with the BERTAdam of `scripts/finetune_reference.py`; the cross-entropy
+//! in `transformers` with the BERTAdam of `scripts/reference_optim.py`; the cross-entropy
 //! losses and gradient norms agree step by step. Python from BERT_PYTHON.
 
 mod common;
@@ -29,10 +29,7 @@ spec.loader.exec_module(ref)
 model_dir, batch, steps, lr = sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").float()
 model.train()
-decay, no_decay = [], []
-for name, p in model.named_parameters():
-    (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
-opt = ref.BertAdam([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, eps=1e-6)
+opt = ref.BertAdam(ref.param_groups(model, 0.01), lr=lr, eps=1e-6)
 inputs = {k: torch.tensor(v) for k, v in batch.items() if k != "labels"}
 labels = torch.tensor(batch["labels"])
 losses, norms = [], []
@@ -138,7 +135,7 @@ fn bertadam_steps_agree_with_pytorch() {
     }
 
     let python = reference_python();
-    let script = repo_root().join("train/scripts/finetune_reference.py");
+    let script = repo_root().join("train/scripts/reference_optim.py");
     let out = Command::new(&python)
         .args(["-c", SCRIPT])
         .arg(&script)
