@@ -489,7 +489,9 @@ fn squad2_fine_tuning_writes_the_seeds_outputs() {
         "--max-query-length",
         "16",
         "--batch-size",
-        "8",
+        "4",
+        "--accumulate",
+        "2",
         "--epochs",
         "3",
         "--lr",
@@ -501,6 +503,18 @@ fn squad2_fine_tuning_writes_the_seeds_outputs() {
     ]);
     let log = ok(run.clone());
     assert!(log.contains("skipped 1 training question(s)"), "{log}");
+    // Two micro-batches of 4 windows per optimizer step.
+    let plan = log
+        .lines()
+        .find(|l| l.starts_with("fine-tuning on"))
+        .unwrap();
+    let number_before = |marker: &str| -> usize {
+        let head = &plan[..plan.find(marker).unwrap()];
+        head.rsplit(['(', ' ']).next().unwrap().parse().unwrap()
+    };
+    let windows = number_before(" windows)");
+    let steps = number_before(" steps");
+    assert_eq!(steps, windows.div_ceil(4).div_ceil(2), "{plan}");
     let losses: Vec<f64> = log
         .lines()
         .filter_map(|l| {

@@ -72,6 +72,9 @@ pub struct FinetuneSquadArgs {
     pub null_score_diff_threshold: f64,
     #[arg(long, alias = "batch_size", default_value_t = 32)]
     pub batch_size: usize,
+    /// Micro-batches of --batch-size whose gradients are summed into one optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub accumulate: usize,
     #[arg(long, alias = "test_batch_size", default_value_t = 24)]
     pub test_batch_size: usize,
     #[arg(long, default_value_t = 3)]
@@ -133,6 +136,7 @@ pub fn run(args: FinetuneSquadArgs) -> Result<()> {
             null_score_diff_threshold: args.null_score_diff_threshold,
         },
         batch_size: args.batch_size,
+        accumulate: args.accumulate,
         test_batch_size: args.test_batch_size,
         epochs: args.epochs,
         lr: args.lr,

@@ -44,6 +44,8 @@ pub struct SquadConfig {
     pub window: WindowParams,
     pub answers: AnswerParams,
     pub batch_size: usize,
+    /// Micro-batches of `batch_size` whose gradients make one optimizer step.
+    pub accumulate: usize,
     pub test_batch_size: usize,
     pub epochs: usize,
     pub lr: f64,
@@ -166,6 +168,7 @@ fn note(config: &SquadConfig, message: impl AsRef<str>) {
 pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
     for (flag, v) in [
         ("--batch-size", config.batch_size),
+        ("--accumulate", config.accumulate),
         ("--test-batch-size", config.test_batch_size),
     ] {
         ensure!(v >= 1, "{flag} must be at least 1");
@@ -229,7 +232,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
             train_file.display()
         );
         let n = features.len();
-        let steps_per_epoch = n.div_ceil(config.batch_size);
+        let steps_per_epoch = n.div_ceil(config.batch_size).div_ceil(config.accumulate);
         let num_steps = (steps_per_epoch * config.epochs) as u64;
         let schedule = LinearSchedule::new(config.lr, config.warmup_ratio, num_steps);
         let mut optimizer: ModuleOptimizer =
@@ -251,17 +254,25 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
         for epoch in 1..=config.epochs {
             let order = epoch_order(n, config.seed, epoch);
             let mut total = 0.0;
-            for (b, chunk) in order.chunks(config.batch_size).enumerate() {
+            let batches: Vec<&[usize]> = order.chunks(config.batch_size).collect();
+            for (b, group) in batches.chunks(config.accumulate).enumerate() {
                 step += 1;
-                device.seed(mix(config.seed, step, 0));
-                let rows: Vec<&SquadFeature> = chunk.iter().map(|&i| &features[i]).collect();
                 let settings =
                     step_settings(schedule.lr(step), 1.0, config.dtype, loss_scale.as_ref());
-                let (updated, outcome) =
-                    accumulated_step(trained, &mut optimizer, 1, settings, |compute, _| {
+                let (updated, outcome) = accumulated_step(
+                    trained,
+                    &mut optimizer,
+                    group.len(),
+                    settings,
+                    |compute, micro| {
+                        // Dropout reseeded per micro-batch: the run replays exactly.
+                        device.seed(mix(config.seed, step, micro as u64));
+                        let rows: Vec<&SquadFeature> =
+                            group[micro].iter().map(|&i| &features[i]).collect();
                         Ok(span_loss(compute, &rows, &device))
-                    })
-                    .with_context(|| format!("step {step}: lower --lr"))?;
+                    },
+                )
+                .with_context(|| format!("step {step}: lower --lr"))?;
                 trained = updated;
                 if let Some(line) = after_step(&mut loss_scale, step, &outcome) {
                     skipped += 1;
