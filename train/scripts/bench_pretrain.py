@@ -13,12 +13,16 @@ import argparse
 import glob
 import json
 import os
+import sys
 import time
 
 import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertForPreTraining
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_optim import param_groups  # noqa: E402
 
 
 def read_rows(shard_dir):
@@ -69,11 +73,7 @@ def main():
                         intermediate_size=4 * a.hidden, max_position_embeddings=512)
     model = BertForPreTraining(config)
     model.train()
-    no_decay = [p for n, p in model.named_parameters() if "LayerNorm" in n or n.endswith("bias")]
-    decay = [p for n, p in model.named_parameters()
-             if not ("LayerNorm" in n or n.endswith("bias"))]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, eps=1e-6)
+    opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4, eps=1e-6)
 
     seqs = tokens = 0
     start = None

@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertForPreTraining
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_optim import BertAdam, Lamb, param_groups  # noqa: E402
+
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else
            Path(__file__).resolve().parents[1] / "tests/fixtures/pretrain_reference")
 STEPS = 10
@@ -90,71 +93,10 @@ def losses(model, ids, seg, mask, labels, nsp):
     return mlm, F.cross_entropy(out.seq_relationship_logits, nsp)
 
 
-class BertAdam(torch.optim.Optimizer):
-    """GluonNLP's BERTAdam: w -= lr * (m / (sqrt(v) + eps) + wd * w), no bias correction."""
-
-    def __init__(self, params, lr, betas, eps):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": 0.0})
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["m"] = torch.zeros_like(p)
-                    state["v"] = torch.zeros_like(p)
-                m, v = state["m"], state["v"]
-                m.mul_(b1).add_(p.grad, alpha=1 - b1)
-                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                update = m / (v.sqrt() + group["eps"]) + group["weight_decay"] * p
-                p.sub_(group["lr"] * update)
-
-
-class Lamb(torch.optim.Optimizer):
-    """GluonNLP's LAMB (bias_correction=True, no norm bounds), as You et al. 2019:
-    r = m_hat / (sqrt(v_hat) + eps) + wd * w;  w -= lr * (|w| / |r|) * r, the ratio 1 when
-    either norm is 0."""
-
-    def __init__(self, params, lr, betas, eps):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": 0.0})
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["t"] = 0
-                    state["m"] = torch.zeros_like(p)
-                    state["v"] = torch.zeros_like(p)
-                state["t"] += 1
-                t, m, v = state["t"], state["m"], state["v"]
-                m.mul_(b1).add_(p.grad, alpha=1 - b1)
-                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                m_hat = m / (1 - b1 ** t)
-                v_hat = v / (1 - b2 ** t)
-                update = m_hat / (v_hat.sqrt() + group["eps"]) + group["weight_decay"] * p
-                w_norm, u_norm = p.norm(), update.norm()
-                ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
-                p.sub_(group["lr"] * ratio * update)
-
-
 def train(model, optimizer_class, batch, base_lr=BASE_LR):
     """10 steps; the losses before each and after the last, the gradient norms, the rates."""
-    no_decay = [p for n, p in model.named_parameters() if "LayerNorm" in n or n.endswith("bias")]
-    decay = [p for n, p in model.named_parameters()
-             if not ("LayerNorm" in n or n.endswith("bias"))]
-    optimizer = optimizer_class(
-        [{"params": decay, "weight_decay": WEIGHT_DECAY},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=BASE_LR, betas=(0.9, 0.999), eps=EPSILON)
+    optimizer = optimizer_class(param_groups(model, WEIGHT_DECAY),
+                                lr=BASE_LR, betas=(0.9, 0.999), eps=EPSILON)
     model.train()
     steps, lrs = [], []
     for step in range(1, STEPS + 1):

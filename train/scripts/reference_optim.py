@@ -1,9 +1,12 @@
-"""What the PyTorch references of BENCHMARKS.md share with `bert-train`'s fine-tuning: BERTAdam
+"""What the PyTorch references of BENCHMARKS.md share with `bert-train`: BERTAdam and LAMB
 (GluonNLP's, written out), the parameter groups (weight decay on everything but LayerNorm and
 biases) and the linear warmup/decay schedule (GluonNLP's, 1-based steps).
 
-Used by finetune_reference.py (GLUE) and finetune_squad_reference.py (SQuAD).
+Used by finetune_reference.py (GLUE), finetune_squad_reference.py (SQuAD),
+make_pretrain_reference.py (BERTAdam and LAMB against pretraining) and bench_pretrain.py.
 """
+
+import torch
 
 
 def linear_schedule(lr, warmup_ratio, num_steps):
@@ -29,45 +32,69 @@ def param_groups(model, weight_decay):
     ]
 
 
-def _make_bertadam():
-    import torch
+class _Moments(torch.optim.Optimizer):
+    """Adam's first and second moments per parameter, updated from its gradient."""
 
-    class BertAdamImpl(torch.optim.Optimizer):
-        """GluonNLP's BERTAdam: w -= lr * (m / (sqrt(v) + eps) + wd * w), no bias correction."""
-
-        def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
-            super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
-        @torch.no_grad()
-        def step(self):
-            for group in self.param_groups:
-                b1, b2 = group["betas"]
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    state = self.state[p]
-                    if not state:
-                        state["m"] = torch.zeros_like(p)
-                        state["v"] = torch.zeros_like(p)
-                    m, v = state["m"], state["v"]
-                    m.mul_(b1).add_(p.grad, alpha=1 - b1)
-                    v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                    update = m / (v.sqrt() + group["eps"])
-                    if group["weight_decay"]:
-                        update = update + group["weight_decay"] * p
-                    p.add_(update, alpha=-group["lr"])
-
-    return BertAdamImpl
+    def moments(self, p, b1, b2):
+        """`(step, m, v)` of `p` after folding in `p.grad` (step 1-based)."""
+        state = self.state[p]
+        if not state:
+            state["t"] = 0
+            state["m"] = torch.zeros_like(p)
+            state["v"] = torch.zeros_like(p)
+        state["t"] += 1
+        m, v = state["m"], state["v"]
+        m.mul_(b1).add_(p.grad, alpha=1 - b1)
+        v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+        return state["t"], m, v
 
 
-def BertAdam(*args, **kwargs):
-    return _make_bertadam()(*args, **kwargs)
+class BertAdam(_Moments):
+    """GluonNLP's BERTAdam: w -= lr * (m / (sqrt(v) + eps) + wd * w), no bias correction."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                _, m, v = self.moments(p, b1, b2)
+                update = m / (v.sqrt() + group["eps"])
+                if group["weight_decay"]:
+                    update = update + group["weight_decay"] * p
+                p.add_(update, alpha=-group["lr"])
+
+
+class Lamb(_Moments):
+    """GluonNLP's LAMB (bias_correction=True, no norm bounds), as You et al. 2019:
+    r = m_hat / (sqrt(v_hat) + eps) + wd * w;  w -= lr * (|w| / |r|) * r, the ratio 1 when
+    either norm is 0."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                t, m, v = self.moments(p, b1, b2)
+                m_hat = m / (1 - b1 ** t)
+                v_hat = v / (1 - b2 ** t)
+                update = m_hat / (v_hat.sqrt() + group["eps"]) + group["weight_decay"] * p
+                w_norm, u_norm = p.norm(), update.norm()
+                ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+                p.sub_(group["lr"] * ratio * update)
 
 
 def make_optimizer(kind, groups, lr, eps):
     """`bertadam` (ours) or torch's `adamw`."""
-    import torch
-
     if kind == "bertadam":
         return BertAdam(groups, lr=lr, eps=eps)
     return torch.optim.AdamW(groups, lr=lr, eps=eps)
