@@ -93,6 +93,7 @@ def main():
     p.add_argument("--dev-batch-size", type=int, default=32)
     p.add_argument("--max-train-examples", type=int)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     p.add_argument("--output", required=True)
     a = p.parse_args()
     if a.task not in TASKS:
@@ -107,6 +108,7 @@ def main():
     num_labels = 1 if labels is None else len(labels)
     tokenizer = AutoTokenizer.from_pretrained(a.model)
     model = AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=num_labels)
+    model.to(a.device)
 
     def encode(rows):
         texts_a = [r[0] for r in rows]
@@ -131,7 +133,7 @@ def main():
     loss_fn = torch.nn.MSELoss() if num_labels == 1 else torch.nn.CrossEntropyLoss()
 
     def batch(xs):
-        return tokenizer.pad(xs, return_tensors="pt")
+        return tokenizer.pad(xs, return_tensors="pt").to(a.device)
 
     def evaluate():
         model.eval()
@@ -160,7 +162,8 @@ def main():
             idx = order[s:s + a.batch_size]
             inputs = batch([train_x[i] for i in idx])
             target = torch.tensor([train_y[i] for i in idx],
-                                  dtype=torch.float32 if num_labels == 1 else torch.long)
+                                  dtype=torch.float32 if num_labels == 1 else torch.long,
+                                  device=a.device)
             logits = model(**inputs).logits
             loss = loss_fn(logits.squeeze(-1), target) if num_labels == 1 else loss_fn(logits, target)
             optimizer.zero_grad()

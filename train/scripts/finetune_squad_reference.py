@@ -160,7 +160,7 @@ def squad_features(tokenizer, examples, max_seq_length, doc_stride, max_query_le
     return out
 
 
-def batch(features, torch):
+def batch(features, torch, device):
     seq = max(len(f["input_ids"]) for f in features)
     ids = torch.zeros(len(features), seq, dtype=torch.long)
     types = torch.zeros_like(ids)
@@ -170,7 +170,7 @@ def batch(features, torch):
         ids[r, :n] = torch.tensor(f["input_ids"])
         types[r, :n] = torch.tensor(f["token_type_ids"])
         mask[r, :n] = 1
-    return dict(input_ids=ids, token_type_ids=types, attention_mask=mask)
+    return dict(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.to(device))
 
 
 def best_answers(examples, features, logits, n_best_size, max_answer_length):
@@ -284,6 +284,7 @@ def main():
     p.add_argument("--seed", type=int, default=2)
     p.add_argument("--log-interval", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     p.add_argument("--output-dir", default="./output_dir")
     p.add_argument("--dump-features", metavar="PATH",
                    help="write the prediction windows (ids, types, start/end) as JSON lines and stop")
@@ -310,6 +311,7 @@ def main():
 
     torch.manual_seed(a.seed)
     model = AutoModelForQuestionAnswering.from_pretrained(a.model)
+    model.to(a.device)
     os.makedirs(a.output_dir, exist_ok=True)
     started = time.time()
     epochs = []
@@ -333,10 +335,10 @@ def main():
             total = 0.0
             for b, s in enumerate(range(0, n, a.batch_size)):
                 rows = [features[i] for i in order[s : s + a.batch_size]]
-                inputs = batch(rows, torch)
+                inputs = batch(rows, torch, a.device)
                 out = model(**inputs,
-                            start_positions=torch.tensor([f["start_position"] for f in rows]),
-                            end_positions=torch.tensor([f["end_position"] for f in rows]))
+                            start_positions=torch.tensor([f["start_position"] for f in rows], device=a.device),
+                            end_positions=torch.tensor([f["end_position"] for f in rows], device=a.device))
                 optimizer.zero_grad()
                 out.loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -359,7 +361,7 @@ def main():
     with torch.no_grad():
         for s in range(0, len(predict_features), a.test_batch_size):
             chunk = predict_features[s : s + a.test_batch_size]
-            out = model(**batch(chunk, torch))
+            out = model(**batch(chunk, torch, a.device))
             for r, f in enumerate(chunk):
                 k = len(f["input_ids"])
                 logits.append((out.start_logits[r, :k].tolist(), out.end_logits[r, :k].tolist()))
