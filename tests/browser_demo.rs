@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bert_train::checkpoint::convert::StorageDtype;
 use bert_train::checkpoint::load_tokenizer;
+use bert_train::cli::convert;
 use bert_train::embed::BertEmbedding;
 use burn::tensor::Device;
 use serde_json::{Value, json};
@@ -156,12 +158,28 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
         .collect();
     let tokenize = tokenizer_sample(&root);
 
+    // The model in float16 (`bert-train convert`), half the download, served beside it.
+    let model_dir = root.join("models/all-MiniLM-L6-v2");
+    let float16_dir = root.join("models/all-MiniLM-L6-v2-f16");
+    convert::run(convert::ConvertArgs {
+        model: model_dir.clone(),
+        dtype: StorageDtype::Float16,
+        output_dir: float16_dir,
+    })
+    .unwrap();
+
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-demo");
     std::fs::create_dir_all(&out).unwrap();
     let input = out.join("input.json");
     std::fs::write(
         &input,
-        json!({ "sentences": sentences, "query": query, "tokenize": tokenize }).to_string(),
+        json!({
+            "sentences": sentences,
+            "query": query,
+            "tokenize": tokenize,
+            "float16Model": "../models/all-MiniLM-L6-v2-f16/",
+        })
+        .to_string(),
     )
     .unwrap();
     let status = Command::new("node")
@@ -175,7 +193,6 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
     let results = read_json(&out.join("results.json"));
 
     // Native: the same encoder and pooling, sentence-transformers' defaults from the model dir.
-    let model_dir = root.join("models/all-MiniLM-L6-v2");
     let (native, _) = BertEmbedding::from_dir(&model_dir, &Device::flex()).unwrap();
     let native = native.with_token_embeddings(false);
     let mut texts = sentences.clone();
@@ -226,6 +243,12 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
         assert!(
             status.contains(&format!("Backend: {backend}")) && status.contains("loaded in"),
             "{name}: status line {status:?}"
+        );
+        // The default build has both backends (WASM_EMBED_FEATURES builds one).
+        assert_eq!(
+            r["built"],
+            json!(["webgpu", "cpu"]),
+            "{name}: built backends"
         );
         // The CPU backend runs in Web Workers (one per core); WebGPU on the page's thread.
         let threads = r["threads"].as_u64().unwrap();
@@ -278,6 +301,29 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
             r["screenshot"].as_str().unwrap()
         );
     }
+
+    // The float16 download gives the float32 vectors, to within the rounding of the weights.
+    let r = run("cpu-float16");
+    assert_eq!(
+        r["backend"], "cpu",
+        "cpu-float16: the page chose {}",
+        r["backend"]
+    );
+    let browser: Vec<Vec<f32>> = r["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(floats)
+        .collect();
+    assert_eq!(browser.len(), native_vectors.len());
+    for (i, (g, w)) in browser.iter().zip(&native_vectors).enumerate() {
+        let (c, m) = (cosine(g, w), max_abs(g, w));
+        assert!(
+            c >= 0.9999 && m <= 5e-3,
+            "cpu-float16: sentence {i}: cosine {c}, max-abs {m} against native float32"
+        );
+    }
+    eprintln!("cpu-float16: {}", r["status"].as_str().unwrap_or(""));
 
     // The wasm tokenizer (fancy-regex) gives native's (oniguruma) ids on the whole sample.
     let tokenizer = load_tokenizer(&model_dir, 256, None).unwrap();

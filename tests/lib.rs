@@ -1,32 +1,4 @@
 //! End-to-end tests live beside this file (`corpus_to_shards.rs`, ...); the Python checkers
 //! they share with the crates' own tests are in `python/`.
 
-use std::path::{Path, PathBuf};
-
-/// The workspace root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace root")
-        .to_path_buf()
-}
-
-/// The Python with torch + transformers: $BERT_PYTHON, else the venv that
-/// tests/python/setup_venv.sh makes under $BERT_CACHE (~/.cache/bert-toolkit), else python3.
-pub fn reference_python() -> String {
-    if let Ok(python) = std::env::var("BERT_PYTHON") {
-        return python;
-    }
-    let cache = std::env::var("BERT_CACHE").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/bert-toolkit",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let venv = Path::new(&cache).join("venv/bin/python");
-    if venv.exists() {
-        venv.display().to_string()
-    } else {
-        "python3".into()
-    }
-}
+pub use test_support::{reference_python, repo_root};

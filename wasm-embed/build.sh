@@ -11,7 +11,11 @@ cd "$(dirname "$0")/.."
 BERT_CACHE="${BERT_CACHE:-$HOME/.cache/bert-toolkit}"
 export PATH="$BERT_CACHE/tools/bin:$PATH"
 target_dir="${CARGO_TARGET_DIR:-target}"
-out=web/pkg
+# WASM_EMBED_OUT: where the package goes (default web/pkg).
+out="${WASM_EMBED_OUT:-web/pkg}"
+# WASM_EMBED_FEATURES=webgpu or =cpu: one backend only, a smaller module (default: both).
+features=()
+[[ -n ${WASM_EMBED_FEATURES:-} ]] && features=(--no-default-features --features "$WASM_EMBED_FEATURES")
 # WASM_EMBED_KEEP_NAMES=1 keeps the function names, for browser/Node CPU profiles.
 keep_names=()
 [[ ${WASM_EMBED_KEEP_NAMES:-0} == 1 ]] && keep_names=(--debuginfo)
@@ -31,7 +35,8 @@ fi
 
 # SIMD128 (every current browser has it) for burn's CPU kernels; the profile is in Cargo.toml.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+simd128" \
-    cargo build -p wasm-embed --target wasm32-unknown-unknown --profile wasm-release --locked
+    cargo build -p wasm-embed --target wasm32-unknown-unknown --profile wasm-release --locked \
+    "${features[@]}"
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -47,4 +52,4 @@ cp wasm-embed/js/embedder.js wasm-embed/js/embed-worker.js "$out/"
 
 raw=$(stat -c %s "$out/wasm_embed_bg.wasm")
 gz=$(gzip -9 -c "$out/wasm_embed_bg.wasm" | wc -c)
-echo "web/pkg/wasm_embed_bg.wasm: $raw bytes ($((raw / 1024)) KiB), gzip -9: $gz bytes ($((gz / 1024)) KiB)"
+echo "$out/wasm_embed_bg.wasm: $raw bytes ($((raw / 1024)) KiB), gzip -9: $gz bytes ($((gz / 1024)) KiB)"

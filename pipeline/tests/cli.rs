@@ -2,17 +2,11 @@
 //! checked with pyarrow and HuggingFace's Python tokenizer (tests/python/check_shards.py),
 //! readers that share no code with ours.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use bert_pipeline::ShardSet;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use test_support::{reference_python, repo_root as repo};
 
 fn sample() -> String {
     repo()
@@ -55,32 +49,12 @@ fn build(dir: &Path, extra: &[&str]) -> Output {
     pipeline(&args)
 }
 
-/// The Python with pyarrow and tokenizers: $BERT_PYTHON, else the venv that
-/// tests/python/setup_venv.sh makes, else python3.
-fn python() -> String {
-    if let Ok(python) = std::env::var("BERT_PYTHON") {
-        return python;
-    }
-    let cache = std::env::var("BERT_CACHE").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/bert-toolkit",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let venv = Path::new(&cache).join("venv/bin/python");
-    if venv.exists() {
-        venv.display().to_string()
-    } else {
-        "python3".into()
-    }
-}
-
 #[test]
 fn sample_corpus_shards_pass_independent_pyarrow_checks() {
     let dir = tempfile::tempdir().unwrap();
     ok(build(dir.path(), &[]));
     let vocab = repo().join("pipeline/vocab/en_uncased.vocab.txt");
-    let out = Command::new(python())
+    let out = Command::new(reference_python())
         .arg(repo().join("tests/python/check_shards.py"))
         .arg(dir.path())
         .arg(&vocab)

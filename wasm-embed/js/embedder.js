@@ -13,7 +13,7 @@
 // The CPU backend runs in Web Workers, one model copy each (burn's CPU backend has no threads
 // inside wasm, and wasm threads would need a cross-origin isolated page): `embed` hands each
 // worker a share of the sentences, and the page's own thread stays free.
-import init, { WasmEmbedder } from './wasm_embed.js';
+import init, { WasmEmbedder, backends } from './wasm_embed.js';
 
 let compiled;
 /** The compiled module, shared by this thread and every worker (compiled once). */
@@ -21,6 +21,22 @@ function wasmModule() {
   compiled ??= fetchBytes(new URL('wasm_embed_bg.wasm', import.meta.url), 'wasm_embed_bg.wasm')
     .then((bytes) => WebAssembly.compile(bytes));
   return compiled;
+}
+
+let instantiated;
+/** The module instantiated on this thread (its backends list; WebGPU runs here too). */
+function wasmInstance() {
+  instantiated ??= wasmModule().then((module) => init({ module_or_path: module }).then(() => module));
+  return instantiated;
+}
+
+/**
+ * The backends this build of the module has: ['webgpu', 'cpu'] by default, one of them for a
+ * build with `WASM_EMBED_FEATURES=webgpu` or `=cpu` (smaller).
+ */
+export async function builtBackends() {
+  await wasmInstance();
+  return backends();
 }
 
 /** Whether this browser can run the WebGPU backend (an adapter, not just the API). */
@@ -55,6 +71,47 @@ async function sentenceTransformersMaxLength(dir) {
   } catch {
     return undefined;
   }
+}
+
+/** The weights, config.json's text, tokenizer.json and the sentence length, from `load`'s options. */
+async function modelFiles({ model, config, tokenizer, maxLength }) {
+  if (typeof model === 'string' && model.endsWith('/')) {
+    const dir = new URL(model, globalThis.location?.href);
+    const [weights, configText, tokenizerBytes, length] = await Promise.all([
+      fetchBytes(new URL('model.safetensors', dir), 'the weights'),
+      fetchBytes(new URL('config.json', dir), 'config.json').then((b) => new TextDecoder().decode(b)),
+      fetchBytes(new URL('tokenizer.json', dir), 'tokenizer.json'),
+      maxLength ?? sentenceTransformersMaxLength(dir),
+    ]);
+    return { weights, configText, tokenizerBytes, maxLength: length };
+  }
+  if (!config || !tokenizer) {
+    throw new Error('Embedder.load: give `config` and `tokenizer` with weights, or a directory URL ending in "/"');
+  }
+  const parsed = typeof config === 'object' && !(config instanceof Uint8Array) && !(config instanceof ArrayBuffer) && !(config instanceof URL);
+  return {
+    weights: await bytesOf(model, 'the weights'),
+    configText: parsed ? JSON.stringify(config) : new TextDecoder().decode(await bytesOf(config, 'config.json')),
+    tokenizerBytes: await bytesOf(tokenizer, 'tokenizer.json'),
+    maxLength,
+  };
+}
+
+/** 'webgpu' or 'cpu' for `requested` ('auto', 'webgpu' or 'cpu'), given the module's backends. */
+async function chooseBackend(requested, built) {
+  if (requested !== 'auto' && !built.includes(requested)) {
+    throw new Error(`this build of wasm-embed has no ${requested} backend (it has: ${built.join(', ')})`);
+  }
+  // Checked here: asking wgpu for a device the browser lacks aborts the wasm module.
+  const gpu = requested !== 'cpu' && built.includes('webgpu') && (await webGpuAvailable());
+  if (gpu) return 'webgpu';
+  if (requested === 'webgpu') {
+    throw new Error('this browser has no WebGPU adapter; use backend "cpu" or "auto"');
+  }
+  if (!built.includes('cpu')) {
+    throw new Error('this browser has no WebGPU adapter, and this build of wasm-embed has no CPU backend');
+  }
+  return 'cpu';
 }
 
 /** Web Workers that each hold one CPU encoder (embed-worker.js), fed from one job queue. */
@@ -161,41 +218,20 @@ export class Embedder {
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0)) {
       throw new Error(`threads must be a whole number >= 0, got ${JSON.stringify(threads)}`);
     }
-    // Checked here: asking wgpu for a device the browser lacks aborts the wasm module.
-    const gpu = backend === 'cpu' ? false : await webGpuAvailable();
-    if (backend === 'webgpu' && !gpu) {
-      throw new Error('this browser has no WebGPU adapter; use backend "cpu" or "auto"');
-    }
-    const chosen = gpu ? 'webgpu' : 'cpu';
-
-    let weights, configText, tokenizerBytes;
-    if (typeof model === 'string' && model.endsWith('/')) {
-      const dir = new URL(model, globalThis.location?.href);
-      [weights, configText, tokenizerBytes, maxLength] = await Promise.all([
-        fetchBytes(new URL('model.safetensors', dir), 'the weights'),
-        fetchBytes(new URL('config.json', dir), 'config.json').then((b) => new TextDecoder().decode(b)),
-        fetchBytes(new URL('tokenizer.json', dir), 'tokenizer.json'),
-        maxLength ?? sentenceTransformersMaxLength(dir),
-      ]);
-    } else {
-      if (!config || !tokenizer) {
-        throw new Error('Embedder.load: give `config` and `tokenizer` with weights, or a directory URL ending in "/"');
-      }
-      weights = await bytesOf(model, 'the weights');
-      configText = typeof config === 'object' && !(config instanceof Uint8Array) && !(config instanceof ArrayBuffer) && !(config instanceof URL)
-        ? JSON.stringify(config)
-        : new TextDecoder().decode(await bytesOf(config, 'config.json'));
-      tokenizerBytes = await bytesOf(tokenizer, 'tokenizer.json');
-    }
-    const module = await wasmModule();
+    // The model downloads while the module compiles; a backend this browser or build lacks
+    // is reported as soon as the module says what it has, without waiting for the model.
+    const files = modelFiles({ model, config, tokenizer, maxLength });
+    files.catch(() => {}); // awaited below, unless the backend check fails first
+    const chosen = await chooseBackend(backend, await builtBackends());
+    const { weights, configText, tokenizerBytes, maxLength: length } = await files;
+    const module = await wasmInstance();
     const workers = chosen === 'cpu' ? (threads ?? defaultThreads()) : 0;
     if (workers > 0) {
-      const load = { module, weights, configText, tokenizerBytes, maxLength };
+      const load = { module, weights, configText, tokenizerBytes, maxLength: length };
       const { pool, info } = await WorkerPool.start(workers, load);
       return new Embedder(null, pool, { ...info, backend: chosen, threads: workers });
     }
-    await init({ module_or_path: module });
-    const inner = await WasmEmbedder.create(weights, configText, tokenizerBytes, chosen, maxLength);
+    const inner = await WasmEmbedder.create(weights, configText, tokenizerBytes, chosen, length);
     const info = { backend: chosen, dim: inner.dim, maxLength: inner.maxLength, threads: 0 };
     return new Embedder(inner, null, info);
   }

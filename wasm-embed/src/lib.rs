@@ -8,6 +8,9 @@
 //!
 //! The crate builds on the host too, so the workspace's native build and its tests cover it.
 
+#[cfg(not(any(feature = "webgpu", feature = "cpu")))]
+compile_error!("wasm-embed needs a backend: enable the `webgpu` or `cpu` feature (or both)");
+
 mod block_on;
 mod embedder;
 #[cfg(target_arch = "wasm32")]

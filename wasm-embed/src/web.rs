@@ -21,6 +21,19 @@ pub fn start() {
     std::panic::set_hook(Box::new(|info| console_error(&info.to_string())));
 }
 
+/// The backends this build has, by cargo feature (`webgpu`, `cpu`): `embedder.js` picks among them.
+#[wasm_bindgen]
+pub fn backends() -> Vec<String> {
+    let mut built = Vec::new();
+    if cfg!(feature = "webgpu") {
+        built.push("webgpu".to_string());
+    }
+    if cfg!(feature = "cpu") {
+        built.push("cpu".to_string());
+    }
+    built
+}
+
 fn js_error(e: anyhow::Error) -> JsError {
     JsError::new(&format!("{e:#}"))
 }
@@ -43,14 +56,17 @@ impl WasmEmbedder {
         max_length: Option<u32>,
     ) -> Result<WasmEmbedder, JsError> {
         let device = match backend.as_str() {
+            #[cfg(feature = "webgpu")]
             "webgpu" => Device::wgpu_options()
                 .init_async()
                 .await
                 .map_err(|e| JsError::new(&format!("WebGPU initialisation failed: {e}")))?,
+            #[cfg(feature = "cpu")]
             "cpu" => Device::flex(),
             other => {
                 return Err(JsError::new(&format!(
-                    "unknown backend {other:?}; expected webgpu or cpu"
+                    "backend {other:?} is not in this build of wasm-embed (it has: {})",
+                    backends().join(", ")
                 )));
             }
         };

@@ -2,17 +2,11 @@
 //! read-back, on burn's CPU backend and on wgpu (Mesa lavapipe here, WebGPU in the browser),
 //! against sentence-transformers' vectors (tests/fixtures/browser_minilm.json).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::tensor::Device;
+use test_support::repo_root as root;
 use wasm_embed::{EmbedOptions, Embedder, block_on};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn model_dir() -> PathBuf {
     let dir = root().join("models/all-MiniLM-L6-v2");

@@ -4,13 +4,15 @@
 //
 //   node web/tests/browser_check.mjs INPUT.json OUT_DIR
 //
-// INPUT.json: { "sentences": [...], "query": "...", "tokenize": [...] }.
+// INPUT.json: { "sentences": [...], "query": "...", "tokenize": [...], "float16Model": URL }
+// (float16Model optional: a float16 copy of the model, relative to web/index.html).
 // OUT_DIR/results.json gets, per run, the backend the page chose, its embeddings of
 // `sentences`, the heat map and search ranking read from the page, and a screenshot path;
 // plus the wasm tokenizer's ids for `tokenize`. Runs:
 //   webgpu   ?backend=auto in Chromium with WebGPU (SwiftShader): must pick WebGPU
 //   cpu      ?backend=auto with navigator.gpu removed: must fall back to the CPU
 //   no-gpu   ?backend=webgpu with navigator.gpu removed: must fail with a clear message
+//   cpu-float16  ?backend=cpu&model=float16Model: the half-size download
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,7 +54,7 @@ const browser = await chromium.launch({
   ],
 });
 
-async function openPage(backend, { hideGpu }) {
+async function openPage(backend, { hideGpu, model }) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const page = await context.newPage();
   page.setDefaultTimeout(RUN_TIMEOUT_MS);
@@ -64,13 +66,14 @@ async function openPage(backend, { hideGpu }) {
       delete Navigator.prototype.gpu;
     });
   }
-  await page.goto(`${server.url}/web/index.html?backend=${backend}`);
+  const modelParam = model ? `&model=${encodeURIComponent(model)}` : '';
+  await page.goto(`${server.url}/web/index.html?backend=${backend}${modelParam}`);
   return { context, page, log };
 }
 
-async function demoRun(name, backend, { hideGpu }) {
+async function demoRun(name, backend, { hideGpu, model }) {
   const started = Date.now();
-  const { context, page, log } = await openPage(backend, { hideGpu });
+  const { context, page, log } = await openPage(backend, { hideGpu, model });
   try {
     await page.waitForFunction(() => document.getElementById('status').dataset.state !== 'loading');
     const status = await page.textContent('#status');
@@ -79,6 +82,7 @@ async function demoRun(name, backend, { hideGpu }) {
     }
     const chosen = await page.evaluate(() => window.bertDemo.embedder.backend);
     const threads = await page.evaluate(() => window.bertDemo.embedder.threads);
+    const built = await page.evaluate(async () => (await import('./pkg/embedder.js')).builtBackends());
     const embeddings = await page.evaluate(
       async (s) => (await window.bertDemo.embedder.embed(s)).map((v) => Array.from(v)),
       input.sentences,
@@ -103,7 +107,7 @@ async function demoRun(name, backend, { hideGpu }) {
     const screenshot = join(outDir, `demo-${name}.png`);
     await page.screenshot({ path: screenshot, fullPage: true });
     return {
-      name, backend: chosen, threads, status, timing, embeddings, heatmap, ranking, tokenIds, screenshot,
+      name, backend: chosen, threads, built, status, timing, embeddings, heatmap, ranking, tokenIds, screenshot,
       seconds: (Date.now() - started) / 1000, log,
     };
   } finally {
@@ -131,6 +135,9 @@ try {
   results.runs.push(await demoRun('cpu', 'auto', { hideGpu: true }));
   results.runs.push(await missingGpuRun());
   results.runs.push(await demoRun('webgpu', 'auto', { hideGpu: false }));
+  if (input.float16Model) {
+    results.runs.push(await demoRun('cpu-float16', 'cpu', { hideGpu: true, model: input.float16Model }));
+  }
 } catch (e) {
   results.error = String(e.stack ?? e);
 } finally {

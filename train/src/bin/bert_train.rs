@@ -30,7 +30,8 @@ GluonNLP's underscore spellings (--batch_size, --num_steps, ...) are accepted to
 Subcommands (bert-train help SUBCOMMAND):
   bert-train finetune-classifier --task-name RTE --data-dir glue_data/RTE --model DIR ...
   bert-train evaluate-squad dev-v1.1.json predictions.json
-  bert-train export --task classification --model-parameters DIR --output-dir OUT";
+  bert-train export --task classification --model-parameters DIR --output-dir OUT
+  bert-train convert --model DIR --dtype float16 --output-dir OUT";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -38,17 +38,28 @@ pub fn to_hf_safetensors<M: ModuleSnapshot>(module: &M) -> Result<Vec<u8>> {
             .to_vec();
         named.push((key, dtype, shape, bytes));
     }
-    let views = named
-        .iter()
-        .map(|(key, dtype, shape, bytes)| {
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
-                .map(|view| (key.clone(), view))
-                .with_context(|| format!("tensor {key}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
     // transformers refuses safetensors files whose metadata does not say format=pt.
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    Ok(safetensors::serialize(views, Some(metadata))?)
+    serialize_safetensors(&named, Some(metadata))
+}
+
+/// A tensor to write: name, dtype, shape, little-endian bytes.
+pub type NamedTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+/// `tensors` as one safetensors container.
+pub fn serialize_safetensors(
+    tensors: &[NamedTensor],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
+                .with_context(|| format!("tensor {name}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(safetensors::serialize(views, metadata)?)
 }
 
 /// Write `config.json` with the given HF class in `architectures`.

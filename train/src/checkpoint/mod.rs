@@ -1,5 +1,8 @@
-//! HuggingFace checkpoints: import (safetensors, from bytes or files) and export.
+//! HuggingFace checkpoints: import (safetensors, from bytes or files), export, and
+//! re-encoding in another precision.
 
+#[cfg(feature = "std")]
+pub mod convert;
 #[cfg(feature = "std")]
 pub mod dir;
 #[cfg(feature = "std")]

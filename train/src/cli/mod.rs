@@ -1,6 +1,7 @@
 //! The subcommands of `bert-train` (pretraining, its default action, lives in the binary).
 //! Each has its flags and its `run` in its own module.
 
+pub mod convert;
 pub mod evaluate_squad;
 pub mod export;
 pub mod finetune_classifier;
@@ -23,6 +24,9 @@ pub enum Command {
     /// Write a model with a task head as a self-contained HuggingFace directory.
     #[command(after_help = export::AFTER_HELP)]
     Export(export::ExportArgs),
+    /// Copy a HuggingFace model directory with its weights in another precision (float16).
+    #[command(after_help = convert::AFTER_HELP)]
+    Convert(convert::ConvertArgs),
 }
 
 impl Command {
@@ -31,7 +35,7 @@ impl Command {
         match self {
             Self::FinetuneClassifier(args) => Some(&args.backend),
             Self::FinetuneSquad(args) => Some(&args.backend),
-            Self::EvaluateSquad(_) | Self::Export(_) => None,
+            Self::EvaluateSquad(_) | Self::Export(_) | Self::Convert(_) => None,
         }
     }
 
@@ -41,6 +45,7 @@ impl Command {
             Self::FinetuneSquad(args) => finetune_squad::run(args),
             Self::EvaluateSquad(args) => evaluate_squad::run(args),
             Self::Export(args) => export::run(args),
+            Self::Convert(args) => convert::run(args),
         }
     }
 }

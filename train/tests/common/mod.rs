@@ -8,32 +8,8 @@ use bert_train::BackendKind;
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
-/// The Python with torch + transformers: $BERT_PYTHON, else the venv that
-/// tests/python/setup_venv.sh makes, else python3 (as the pipeline's tests look for it).
-pub fn reference_python() -> String {
-    if let Ok(python) = std::env::var("BERT_PYTHON") {
-        return python;
-    }
-    let cache = std::env::var("BERT_CACHE").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/bert-toolkit",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let venv = Path::new(&cache).join("venv/bin/python");
-    if venv.exists() {
-        venv.display().to_string()
-    } else {
-        "python3".into()
-    }
-}
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use test_support::{reference_python, repo_root};
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
