@@ -33,50 +33,26 @@ fn s(p: &Path) -> String {
 }
 
 /// Two pairs of ids (segment B on the tail of the first), padded: what both sides run.
-fn input(device: &Device) -> (BertInput, Vec<i64>) {
+fn input(device: &Device) -> BertInput {
     let ids = vec![
         vec![101u32, 2023, 2003, 1037, 3231, 102, 2009, 2001, 102],
         vec![101, 7592, 102],
     ];
     let input = BertInput::from_ids(&ids, 0, device).unwrap();
     let types: Vec<i64> = vec![0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    let input = BertInput {
-        token_type_ids: Tensor::from_data(TensorData::new(types.clone(), [2, 9]), device),
+    BertInput {
+        token_type_ids: Tensor::from_data(TensorData::new(types, [2, 9]), device),
         ..input
-    };
-    (input, types)
+    }
 }
 
 /// Run the Python check on `export` with `outputs` (name, shape, values).
 fn transformers_agrees(export: &Path, head: &str, outputs: &[(&str, Vec<usize>, Vec<f32>)]) {
     let device = device(BackendKind::Cpu);
-    let (input, types) = input(&device);
+    let input = input(&device);
     let dir = export.parent().unwrap();
-    let ints = |t: Tensor<2, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
     let inputs = dir.join(format!("{head}-inputs.safetensors"));
-    write_safetensors(
-        &inputs,
-        &[
-            (
-                "input_ids".into(),
-                Dtype::I64,
-                vec![2, 9],
-                i64_bytes(&ints(input.input_ids)),
-            ),
-            (
-                "attention_mask".into(),
-                Dtype::I64,
-                vec![2, 9],
-                i64_bytes(&ints(input.attention_mask)),
-            ),
-            (
-                "token_type_ids".into(),
-                Dtype::I64,
-                vec![2, 9],
-                i64_bytes(&types),
-            ),
-        ],
-    );
+    write_bert_inputs(&inputs, input);
     let expected = dir.join(format!("{head}-outputs.safetensors"));
     let tensors: Vec<_> = outputs
         .iter()
@@ -90,27 +66,7 @@ fn transformers_agrees(export: &Path, head: &str, outputs: &[(&str, Vec<usize>, 
         })
         .collect();
     write_safetensors(&expected, &tensors);
-    let python = reference_python();
-    let script = repo_root().join("train/scripts/check_hf_roundtrip.py");
-    let result = Command::new(&python)
-        .arg(&script)
-        .arg(export)
-        .arg(&inputs)
-        .arg(&expected)
-        .args(["--head", head])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python} (set BERT_PYTHON): {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    eprintln!("{text}");
-    assert!(
-        result.status.success(),
-        "{} failed:\n{text}",
-        script.display()
-    );
+    check_hf_roundtrip(export, &inputs, &expected, Some(head));
 }
 
 #[test]
@@ -179,7 +135,7 @@ fn classification_export_round_trips_through_transformers_and_bert_embed() {
     let weights = HfTensors::from_file(&export.join("model.safetensors")).unwrap();
     let (model, _) =
         load_bert_for_sequence_classification(&bert_config, 3, &weights, &device).unwrap();
-    let logits = to_vec(model.forward(input(&device).0));
+    let logits = to_vec(model.forward(input(&device)));
     transformers_agrees(
         &export,
         "sequence-classification",
@@ -267,7 +223,7 @@ fn regression_and_question_answering_exports_round_trip() {
     assert_eq!(config.extra["problem_type"], "regression");
     let weights = HfTensors::from_file(&regression.join("model.safetensors")).unwrap();
     let (model, _) = load_bert_for_sequence_classification(&config, 1, &weights, &device).unwrap();
-    let scores = to_vec(model.forward(input(&device).0));
+    let scores = to_vec(model.forward(input(&device)));
     transformers_agrees(
         &regression,
         "sequence-classification",
@@ -294,7 +250,7 @@ fn regression_and_question_answering_exports_round_trip() {
         "HF's QA model has no pooler"
     );
     let (model, _) = load_bert_for_question_answering(&config, &weights, &device).unwrap();
-    let spans = model.forward(input(&device).0);
+    let spans = model.forward(input(&device));
     transformers_agrees(
         &qa,
         "question-answering",

@@ -24,7 +24,7 @@ fn transformers_loads_our_export_and_agrees() {
     // Segment B for the tail of the first sentence, to cover token_type_ids too.
     let types: Vec<i64> = vec![0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let input = BertInput {
-        token_type_ids: Tensor::from_data(TensorData::new(types.clone(), [2, 9]), &device),
+        token_type_ids: Tensor::from_data(TensorData::new(types, [2, 9]), &device),
         ..input
     };
     let out = model.forward(input.clone());
@@ -33,31 +33,8 @@ fn transformers_loads_our_export_and_agrees() {
     let export = dir.path().join("export");
     save_bert_model(&model, &config, &export).unwrap();
 
-    let ints = |t: Tensor<2, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
     let inputs = dir.path().join("inputs.safetensors");
-    write_safetensors(
-        &inputs,
-        &[
-            (
-                "input_ids".into(),
-                Dtype::I64,
-                vec![2, 9],
-                i64_bytes(&ints(input.input_ids)),
-            ),
-            (
-                "attention_mask".into(),
-                Dtype::I64,
-                vec![2, 9],
-                i64_bytes(&ints(input.attention_mask)),
-            ),
-            (
-                "token_type_ids".into(),
-                Dtype::I64,
-                vec![2, 9],
-                i64_bytes(&types),
-            ),
-        ],
-    );
+    write_bert_inputs(&inputs, input);
     let outputs = dir.path().join("outputs.safetensors");
     write_safetensors(
         &outputs,
@@ -77,26 +54,5 @@ fn transformers_loads_our_export_and_agrees() {
         ],
     );
 
-    let python = reference_python();
-    let script = repo_root().join("train/scripts/check_hf_roundtrip.py");
-    let result = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&export)
-        .arg(&inputs)
-        .arg(&outputs)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {python} (set BERT_PYTHON to a python with torch + transformers): {e}"
-            )
-        });
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    eprintln!("{stdout}{stderr}");
-    assert!(
-        result.status.success(),
-        "{} {} failed (BERT_PYTHON={python}):\n{stdout}\n{stderr}",
-        python,
-        script.display()
-    );
+    check_hf_roundtrip(&export, &inputs, &outputs, None);
 }

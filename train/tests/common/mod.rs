@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bert_train::BackendKind;
+use bert_train::checkpoint::export::{NamedTensor, serialize_safetensors};
+use bert_train::{BackendKind, BertInput};
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
@@ -73,20 +74,43 @@ impl Tensors {
 }
 
 /// Serialize named tensors (`F32` or `I64` little-endian bytes) into a safetensors container.
-pub fn write_safetensors(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(n, d, s, b)| {
+pub fn write_safetensors(path: &Path, tensors: &[NamedTensor]) {
+    let metadata = HashMap::from([("format".into(), "pt".into())]);
+    std::fs::write(
+        path,
+        serialize_safetensors(tensors, Some(metadata)).unwrap(),
+    )
+    .unwrap();
+}
+
+/// A batch's ids, attention mask and token types, as the int64 tensors the Python checkers read.
+pub fn write_bert_inputs(path: &Path, input: BertInput) {
+    let shape = input.input_ids.dims().to_vec();
+    let ints =
+        |t: Tensor<2, Int>| i64_bytes(&t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap());
+    write_safetensors(
+        path,
+        &[
             (
-                n.clone(),
-                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    let bytes =
-        safetensors::serialize(views, Some(HashMap::from([("format".into(), "pt".into())])))
-            .unwrap();
-    std::fs::write(path, bytes).unwrap();
+                "input_ids".into(),
+                Dtype::I64,
+                shape.clone(),
+                ints(input.input_ids),
+            ),
+            (
+                "attention_mask".into(),
+                Dtype::I64,
+                shape.clone(),
+                ints(input.attention_mask),
+            ),
+            (
+                "token_type_ids".into(),
+                Dtype::I64,
+                shape,
+                ints(input.token_type_ids),
+            ),
+        ],
+    );
 }
 
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -125,4 +149,30 @@ pub fn expect_error(out: &std::process::Output, needles: &[&str]) {
     for needle in needles {
         assert!(err.contains(needle), "{needle:?} not in stderr:\n{err}");
     }
+}
+
+/// `train/scripts/check_hf_roundtrip.py`: transformers loads `export`, runs `inputs` and must
+/// give `outputs` (with `head`, through the AutoModelFor... class of that head).
+pub fn check_hf_roundtrip(export: &Path, inputs: &Path, outputs: &Path, head: Option<&str>) {
+    let python = reference_python();
+    let script = repo_root().join("train/scripts/check_hf_roundtrip.py");
+    let mut command = std::process::Command::new(&python);
+    command.arg(&script).arg(export).arg(inputs).arg(outputs);
+    if let Some(head) = head {
+        command.args(["--head", head]);
+    }
+    let result = command.output().unwrap_or_else(|e| {
+        panic!("cannot run {python} (set BERT_PYTHON to a python with torch + transformers): {e}")
+    });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    eprintln!("{text}");
+    assert!(
+        result.status.success(),
+        "{python} {} failed:\n{text}",
+        script.display()
+    );
 }
