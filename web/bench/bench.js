@@ -4,10 +4,10 @@
 // up on 8 sentences, then times embedding all `sentences` (mean pooling, normalised, fp32),
 // `passes` times; the last pass is the figure, the first is reported beside it.
 
-async function loadOurs(device, threads) {
+async function loadOurs(device, threads, batchSize) {
   const { Embedder } = await import('/web/pkg/embedder.js');
   const e = await Embedder.load({ model: '/models/all-MiniLM-L6-v2/', backend: device, threads });
-  return { backend: e.backend, embed: (s) => e.embed(s) };
+  return { backend: e.backend, embed: (s) => e.embed(s, { batchSize }) };
 }
 
 async function loadTheirs(device, threads) {
@@ -38,9 +38,9 @@ async function loadTheirs(device, threads) {
   };
 }
 
-window.runBench = async ({ impl, device, threads = 1, passes = 1 }, sentences) => {
+window.runBench = async ({ impl, device, threads = 1, passes = 1, batchSize }, sentences) => {
   const t0 = performance.now();
-  const model = impl === 'ours' ? await loadOurs(device, threads) : await loadTheirs(device, threads);
+  const model = impl === 'ours' ? await loadOurs(device, threads, batchSize) : await loadTheirs(device, threads);
   const loadSeconds = (performance.now() - t0) / 1000;
   await model.embed(sentences.slice(0, 8));
   const warmSeconds = (performance.now() - t0) / 1000;

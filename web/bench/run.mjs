@@ -5,7 +5,7 @@
 //   (cd web/bench && npm ci --ignore-scripts)
 //   $(tests/python/setup_venv.sh) web/bench/export_onnx.py   # models/all-MiniLM-L6-v2-onnx/
 //   wasm-embed/build.sh
-//   node web/bench/run.mjs [--only ours|transformers.js] [--device cpu|webgpu|wasm] [-n 64] [--passes 1]
+//   node web/bench/run.mjs [--only ours|transformers.js] [--device cpu|webgpu|wasm] [-n 64] [--passes 1] [--batch-size N]
 //
 // Prints one JSON line per configuration and a Markdown table for BENCHMARKS.md.
 import { readFileSync, statSync } from 'node:fs';
@@ -22,6 +22,8 @@ const arg = (name, fallback) => {
 };
 const n = Number(arg('-n', '64'));
 const passes = Number(arg('--passes', '1'));
+// Sentences per forward pass for ours (default: embed's 32); transformers.js takes all at once.
+const batchSize = process.argv.includes('--batch-size') ? Number(arg('--batch-size')) : undefined;
 const only = arg('--only');
 const onlyDevice = arg('--device');
 
@@ -50,7 +52,7 @@ for (const config of configs) {
   page.on('pageerror', (e) => console.error(`pageerror: ${e.message}`));
   try {
     await page.goto(`${server.url}/web/bench/index.html`);
-    const r = await page.evaluate(([c, s]) => window.runBench(c, s), [{ ...config, passes }, sentences]);
+    const r = await page.evaluate(([c, s]) => window.runBench(c, s), [{ ...config, passes, batchSize }, sentences]);
     results.push(r);
     const { first, ...shown } = r;
     console.log(JSON.stringify(shown));
