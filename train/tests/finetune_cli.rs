@@ -56,7 +56,8 @@ fn metrics_rows(output: &Path) -> Vec<serde_json::Value> {
 }
 
 /// A short run: small batches and sequences, a high rate so that a few steps show.
-fn short_run(task: &str, data: &Path, out: &Path, model: &str, extra: &[&str]) -> Output {
+/// `finetune-classifier --task-name TASK --data-dir DATA --model MODEL --output-dir OUT` + `extra`.
+fn classifier(task: &str, data: &Path, model: &str, out: &Path, extra: &[&str]) -> Output {
     let (data, out) = (s(data), s(out));
     let mut args = vec![
         "finetune-classifier",
@@ -68,6 +69,14 @@ fn short_run(task: &str, data: &Path, out: &Path, model: &str, extra: &[&str]) -
         model,
         "--output-dir",
         &out,
+    ];
+    args.extend(extra);
+    bert_train(&args)
+}
+
+/// A few quick steps: batch 8, 48 tokens, lr 1e-4, seed 3.
+fn short_run(task: &str, data: &Path, out: &Path, model: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
         "--batch-size",
         "8",
         "--max-len",
@@ -80,7 +89,7 @@ fn short_run(task: &str, data: &Path, out: &Path, model: &str, extra: &[&str]) -
         "2",
     ];
     args.extend(extra);
-    bert_train(&args)
+    classifier(task, data, model, out, &args)
 }
 
 #[test]
@@ -126,20 +135,13 @@ fn rte_fine_tuning_learns_keeps_the_best_epoch_and_reloads_it() {
 
     // The saved best epoch, loaded again, scores and predicts exactly as it did in training.
     let again = tmp.path().join("again");
-    ok(bert_train(&[
-        "finetune-classifier",
-        "--task-name",
+    ok(classifier(
         "RTE",
-        "--data-dir",
-        &s(&data),
-        "--model",
+        &data,
         &s(&best),
-        "--output-dir",
-        &s(&again),
-        "--only-inference",
-        "--max-len",
-        "48",
-    ]));
+        &again,
+        &["--only-inference", "--max-len", "48"],
+    ));
     assert_eq!(metrics_rows(&again)[0]["dev"][0], *dev);
     assert_eq!(
         std::fs::read_to_string(again.join("RTE.tsv")).unwrap(),
@@ -148,18 +150,13 @@ fn rte_fine_tuning_learns_keeps_the_best_epoch_and_reloads_it() {
 
     // A head for two labels does not fit MNLI's three.
     let mnli = fixture("glue/MNLI");
-    let out = bert_train(&[
-        "finetune-classifier",
-        "--task-name",
+    let out = classifier(
         "MNLI",
-        "--data-dir",
-        &s(&mnli),
-        "--model",
+        &mnli,
         &s(&best),
-        "--output-dir",
-        &s(&tmp.path().join("x")),
-        "--only-inference",
-    ]);
+        &tmp.path().join("x"),
+        &["--only-inference"],
+    );
     expect_error(
         &out,
         &["classifier.weight", "has 2 output(s), the task needs 3"],
@@ -278,22 +275,13 @@ fn half_precision_fine_tuning_saves_float32_models() {
 
     // The float16-trained model evaluated in bfloat16.
     let again = tmp.path().join("bf16");
-    ok(bert_train(&[
-        "finetune-classifier",
-        "--task-name",
+    ok(classifier(
         "RTE",
-        "--data-dir",
-        &s(&data),
-        "--model",
+        &data,
         &s(&out.join("best")),
-        "--output-dir",
-        &s(&again),
-        "--only-inference",
-        "--max-len",
-        "48",
-        "--dtype",
-        "bfloat16",
-    ]));
+        &again,
+        &["--only-inference", "--max-len", "48", "--dtype", "bfloat16"],
+    ));
     let row = &metrics_rows(&again)[0];
     assert_eq!(row["dtype"], "bfloat16", "{row}");
     let accuracy = row["dev"][0]["metrics"][0][1].as_f64().unwrap();
