@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_optim import linear_schedule, make_optimizer, param_groups  # noqa: E402
+from reference_optim import add_training_args, linear_schedule, make_optimizer, param_groups  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -81,19 +81,10 @@ def main():
     p.add_argument("--task", required=True, type=str.upper)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--epsilon", type=float, default=1e-6)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    add_training_args(p, lr=2e-5)
     p.add_argument("--max-len", type=int, default=128)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--optimizer", choices=["bertadam", "adamw"], default="bertadam")
-    p.add_argument("--seed", type=int, default=2)
     p.add_argument("--dev-batch-size", type=int, default=32)
     p.add_argument("--max-train-examples", type=int)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     p.add_argument("--output", required=True)
     a = p.parse_args()
     if a.task not in TASKS:

@@ -38,7 +38,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_optim import linear_schedule, make_optimizer, param_groups  # noqa: E402
+from reference_optim import add_training_args, linear_schedule, make_optimizer, param_groups  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -273,18 +273,9 @@ def main():
     p.add_argument("--max-query-length", type=int, default=64)
     p.add_argument("--n-best-size", type=int, default=20)
     p.add_argument("--max-answer-length", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
+    add_training_args(p, lr=5e-5)
     p.add_argument("--test-batch-size", type=int, default=24)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--epsilon", type=float, default=1e-6)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--optimizer", choices=["bertadam", "adamw"], default="bertadam")
-    p.add_argument("--seed", type=int, default=2)
     p.add_argument("--log-interval", type=int, default=50)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     p.add_argument("--output-dir", default="./output_dir")
     p.add_argument("--dump-features", metavar="PATH",
                    help="write the prediction windows (ids, types, start/end) as JSON lines and stop")

@@ -98,3 +98,18 @@ def make_optimizer(kind, groups, lr, eps):
     if kind == "bertadam":
         return BertAdam(groups, lr=lr, eps=eps)
     return torch.optim.AdamW(groups, lr=lr, eps=eps)
+
+
+def add_training_args(p, lr):
+    """The training flags both fine-tuning references take (GluonNLP's names and defaults;
+    `lr` is the task's default learning rate)."""
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--epsilon", type=float, default=1e-6)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--optimizer", choices=["bertadam", "adamw"], default="bertadam")
+    p.add_argument("--seed", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
