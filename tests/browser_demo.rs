@@ -84,14 +84,28 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// An array of vectors from results.json.
+fn vectors(v: &Value) -> Vec<Vec<f32>> {
+    v.as_array()
+        .expect("an array of vectors")
+        .iter()
+        .map(floats)
+        .collect()
+}
+
 /// Each vector of `got` against `want`: cosine >= 0.9999 and max-abs <= 1e-3.
 fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
+    assert_close_within(what, got, want, 1e-3);
+}
+
+/// Each vector of `got` against `want`: cosine >= 0.9999 and max-abs <= `max_abs_limit`.
+fn assert_close_within(what: &str, got: &[Vec<f32>], want: &[Vec<f32>], max_abs_limit: f32) {
     assert_eq!(got.len(), want.len(), "{what}: number of vectors");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert_eq!(g.len(), w.len(), "{what}: width of vector {i}");
         let (c, m) = (cosine(g, w), max_abs(g, w));
         assert!(
-            c >= 0.9999 && m <= 1e-3,
+            c >= 0.9999 && m <= max_abs_limit,
             "{what}: sentence {i} differs: cosine {c}, max-abs {m}"
         );
     }
@@ -150,12 +164,7 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
     let fixture = read_json(&root.join("tests/fixtures/browser_minilm.json"));
     let sentences = strings(&fixture["sentences"]);
     let query = fixture["query"].as_str().unwrap().to_string();
-    let st: Vec<Vec<f32>> = fixture["embeddings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(floats)
-        .collect();
+    let st = vectors(&fixture["embeddings"]);
     let tokenize = tokenizer_sample(&root);
 
     // The model in float16 (`bert-train convert`), half the download, served beside it.
@@ -260,12 +269,7 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
         } else {
             assert_eq!(threads, 0, "{name}: WebGPU should not start workers");
         }
-        let browser: Vec<Vec<f32>> = r["embeddings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(floats)
-            .collect();
+        let browser = vectors(&r["embeddings"]);
         assert_close(&format!("{name} vs native"), &browser, &native_vectors);
         assert_close(&format!("{name} vs sentence-transformers"), &browser, &st);
 
@@ -309,20 +313,13 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
         "cpu-float16: the page chose {}",
         r["backend"]
     );
-    let browser: Vec<Vec<f32>> = r["embeddings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(floats)
-        .collect();
-    assert_eq!(browser.len(), native_vectors.len());
-    for (i, (g, w)) in browser.iter().zip(&native_vectors).enumerate() {
-        let (c, m) = (cosine(g, w), max_abs(g, w));
-        assert!(
-            c >= 0.9999 && m <= 5e-3,
-            "cpu-float16: sentence {i}: cosine {c}, max-abs {m} against native float32"
-        );
-    }
+    let browser = vectors(&r["embeddings"]);
+    assert_close_within(
+        "cpu-float16 vs native float32",
+        &browser,
+        &native_vectors,
+        5e-3,
+    );
     eprintln!("cpu-float16: {}", r["status"].as_str().unwrap_or(""));
 
     // The wasm tokenizer (fancy-regex) gives native's (oniguruma) ids on the whole sample.
