@@ -33,7 +33,11 @@ def param_groups(model, weight_decay):
 
 
 class _Moments(torch.optim.Optimizer):
-    """Adam's first and second moments per parameter, updated from its gradient."""
+    """Adam's first and second moments per parameter, updated from its gradient; a subclass
+    turns them into the parameter's update (`update`)."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def moments(self, p, b1, b2):
         """`(step, m, v)` of `p` after folding in `p.grad` (step 1-based)."""
@@ -48,25 +52,23 @@ class _Moments(torch.optim.Optimizer):
         v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
         return state["t"], m, v
 
-
-class BertAdam(_Moments):
-    """GluonNLP's BERTAdam: w -= lr * (m / (sqrt(v) + eps) + wd * w), no bias correction."""
-
-    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                _, m, v = self.moments(p, b1, b2)
-                update = m / (v.sqrt() + group["eps"])
-                if group["weight_decay"]:
-                    update = update + group["weight_decay"] * p
-                p.add_(update, alpha=-group["lr"])
+                if p.grad is not None:
+                    self.update(p, group, *self.moments(p, b1, b2))
+
+
+class BertAdam(_Moments):
+    """GluonNLP's BERTAdam: w -= lr * (m / (sqrt(v) + eps) + wd * w), no bias correction."""
+
+    def update(self, p, group, t, m, v):
+        update = m / (v.sqrt() + group["eps"])
+        if group["weight_decay"]:
+            update = update + group["weight_decay"] * p
+        p.add_(update, alpha=-group["lr"])
 
 
 class Lamb(_Moments):
@@ -74,23 +76,14 @@ class Lamb(_Moments):
     r = m_hat / (sqrt(v_hat) + eps) + wd * w;  w -= lr * (|w| / |r|) * r, the ratio 1 when
     either norm is 0."""
 
-    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                t, m, v = self.moments(p, b1, b2)
-                m_hat = m / (1 - b1 ** t)
-                v_hat = v / (1 - b2 ** t)
-                update = m_hat / (v_hat.sqrt() + group["eps"]) + group["weight_decay"] * p
-                w_norm, u_norm = p.norm(), update.norm()
-                ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
-                p.sub_(group["lr"] * ratio * update)
+    def update(self, p, group, t, m, v):
+        b1, b2 = group["betas"]
+        m_hat = m / (1 - b1 ** t)
+        v_hat = v / (1 - b2 ** t)
+        update = m_hat / (v_hat.sqrt() + group["eps"]) + group["weight_decay"] * p
+        w_norm, u_norm = p.norm(), update.norm()
+        ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+        p.sub_(group["lr"] * ratio * update)
 
 
 def make_optimizer(kind, groups, lr, eps):
