@@ -8,6 +8,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::BertConfig;
+use super::projection::project;
 
 /// Which keys a query may attend to: `true` marks padding. Shape `[batch, 1, 1, seq]`, built
 /// once per batch and broadcast over heads and queries by every layer.
@@ -50,9 +51,9 @@ impl BertSelfAttention {
         let heads = self.num_heads;
         let head_dim = hidden / heads;
         let split_heads = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
-        let q = split_heads(self.query.forward(x.clone()));
-        let k = split_heads(self.key.forward(x.clone()));
-        let v = split_heads(self.value.forward(x));
+        let q = split_heads(project(&self.query, x.clone()));
+        let k = split_heads(project(&self.key, x.clone()));
+        let v = split_heads(project(&self.value, x));
         let mask = mask.0.clone().expand([batch, heads, seq, seq]);
 
         let context = if x_is_training(&q) {
@@ -96,7 +97,7 @@ impl BertSelfOutput {
     }
 
     pub fn forward(&self, context: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(self.dense.forward(context));
+        let x = self.dropout.forward(project(&self.dense, context));
         self.layer_norm.forward(x + residual)
     }
 }

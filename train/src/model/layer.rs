@@ -7,6 +7,7 @@ use burn::tensor::activation::{gelu_approximate, relu};
 use super::attention::{BertAttention, PaddingMask};
 use super::config::{Activation, BertConfig};
 use super::gelu::gelu;
+use super::projection::project;
 
 /// Applies `hidden_act`; GELU is the exact erf form, as in HF's BERT.
 pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
@@ -34,7 +35,7 @@ impl BertIntermediate {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        activate(self.act, self.dense.forward(x))
+        activate(self.act, project(&self.dense, x))
     }
 }
 
@@ -59,7 +60,7 @@ impl BertOutput {
     }
 
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(self.dense.forward(x));
+        let x = self.dropout.forward(project(&self.dense, x));
         self.layer_norm.forward(x + residual)
     }
 }
