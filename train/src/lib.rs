@@ -6,6 +6,7 @@
 //!   `weight`/`bias`) and write them back in HF's layout.
 //! - [`embed`]: `BertEmbedding`, pooling and GluonNLP's `oov_way`.
 //! - [`backend`]: `--backend cpu|wgpu|cuda` at run time.
+//! - [`kernels`]: WGSL projections and attention for wgpu devices without matrix cores.
 //! - [`pretrain`]: MLM + NSP pretraining on `bert-pipeline` shards.
 //! - [`tasks`]: GLUE/XNLI readers, their metrics, and SQuAD's official evaluation.
 //! - [`finetune`]: fine-tuning sentence(-pair) classifiers and regressors (GLUE, XNLI).
@@ -24,6 +25,7 @@ pub mod embed;
 pub mod error;
 #[cfg(feature = "std")]
 pub mod finetune;
+pub mod kernels;
 pub mod model;
 #[cfg(feature = "std")]
 pub mod pretrain;

@@ -8,7 +8,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::BertConfig;
-use super::projection::project;
+use crate::kernels::{self, project};
 
 /// Which keys a query may attend to: `true` marks padding. Shape `[batch, 1, 1, seq]`, built
 /// once per batch and broadcast over heads and queries by every layer.
@@ -50,13 +50,18 @@ impl BertSelfAttention {
         let [batch, seq, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
-        let split_heads = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
-        let q = split_heads(project(&self.query, x.clone()));
-        let k = split_heads(project(&self.key, x.clone()));
-        let v = split_heads(project(&self.value, x));
-        let mask = mask.0.clone().expand([batch, heads, seq, seq]);
+        let q = project(&self.query, x.clone());
+        let k = project(&self.key, x.clone());
+        let v = project(&self.value, x);
+        let training = is_training(&q);
+        if !training && let Some(context) = kernels::attention(&q, &k, &v, mask, heads) {
+            return context;
+        }
 
-        let context = if x_is_training(&q) {
+        let split_heads = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+        let (q, k, v) = (split_heads(q), split_heads(k), split_heads(v));
+        let mask = mask.0.clone().expand([batch, heads, seq, seq]);
+        let context = if training {
             // Training needs dropout on the attention probabilities, which the fused kernel
             // does not do: spell softmax(QKᵀ/√d)·V out.
             let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
@@ -71,7 +76,7 @@ impl BertSelfAttention {
 }
 
 /// Gradients are only tracked on autodiff devices; that is where dropout applies.
-fn x_is_training(t: &Tensor<4>) -> bool {
+fn is_training<const D: usize>(t: &Tensor<D>) -> bool {
     t.device().is_autodiff()
 }
 

@@ -7,7 +7,7 @@ use burn::tensor::activation::{gelu_approximate, relu};
 use super::attention::{BertAttention, PaddingMask};
 use super::config::{Activation, BertConfig};
 use super::gelu::gelu;
-use super::projection::project;
+use crate::kernels::project;
 
 /// Applies `hidden_act`; GELU is the exact erf form, as in HF's BERT.
 pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {

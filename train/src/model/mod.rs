@@ -10,7 +10,6 @@ pub mod gelu;
 pub mod heads;
 pub mod layer;
 pub mod pooler;
-pub mod projection;
 pub mod task_heads;
 
 pub use attention::{BertAttention, BertSelfAttention, BertSelfOutput, PaddingMask};
