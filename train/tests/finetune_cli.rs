@@ -147,6 +147,30 @@ fn rte_fine_tuning_learns_keeps_the_best_epoch_and_reloads_it() {
         std::fs::read_to_string(again.join("RTE.tsv")).unwrap(),
         submission
     );
+    // Padding every batch to 32 tokens (masked) changes neither the score nor a prediction.
+    let padded = tmp.path().join("padded");
+    ok(classifier(
+        "RTE",
+        &data,
+        &s(&best),
+        &padded,
+        &[
+            "--only-inference",
+            "--max-len",
+            "48",
+            "--pad-to-multiple-of",
+            "32",
+        ],
+    ));
+    let padded_dev = &metrics_rows(&padded)[0]["dev"][0];
+    assert_eq!(
+        padded_dev["metrics"], dev["metrics"],
+        "{padded_dev} vs {dev}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(padded.join("RTE.tsv")).unwrap(),
+        submission
+    );
 
     // A head for two labels does not fit MNLI's three.
     let mnli = fixture("glue/MNLI");

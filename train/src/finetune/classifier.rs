@@ -20,7 +20,9 @@ use serde_json::json;
 
 use super::config::ClassifierConfig;
 use super::evaluate::{predict, submission_name, task_metrics, write_submission};
-use super::features::{ClassifierBatch, Feature, check_vocab, epoch_order, featurize, mix, pad_id};
+use super::features::{
+    ClassifierBatch, Feature, Padding, check_vocab, epoch_order, featurize, mix, pad_id,
+};
 use super::model_io::{Head, ModelFiles, Origin, classifier};
 use super::optim::build_optimizer;
 use super::step::{StepOutcome, StepSettings, accumulated_step, after_step, step_settings};
@@ -149,7 +151,7 @@ fn evaluate_dev(
     config: &ClassifierConfig,
     model: &BertForSequenceClassification,
     dev: &[SplitData],
-    pad: u32,
+    pad: Padding,
 ) -> Result<Vec<DevScores>> {
     let model = &inference_model(config, model);
     dev.iter()
@@ -220,7 +222,7 @@ fn write_test_predictions(
     config: &ClassifierConfig,
     model: &BertForSequenceClassification,
     test: &[SplitData],
-    pad: u32,
+    pad: Padding,
 ) -> Result<Vec<PathBuf>> {
     let model = &inference_model(config, model);
     let mut written = Vec::new();
@@ -320,7 +322,11 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
             ),
         );
     }
-    let pad = pad_id(&files.tokenizer);
+    let pad = Padding {
+        id: pad_id(&files.tokenizer),
+        multiple: config.pad_to_multiple_of,
+        max_len: config.max_len,
+    };
     std::fs::create_dir_all(&config.output_dir)
         .with_context(|| format!("cannot create {}", config.output_dir.display()))?;
 

@@ -30,6 +30,8 @@ pub struct ClassifierConfig {
     pub optimizer: OptimizerKind,
     /// Tokens per sequence, `[CLS]` and `[SEP]`s included.
     pub max_len: usize,
+    /// Pad each batch to a multiple of this many tokens (up to `max_len`); 1: to its longest row.
+    pub pad_to_multiple_of: usize,
     pub seed: u64,
     pub log_interval: usize,
     pub output_dir: PathBuf,
@@ -64,6 +66,7 @@ impl ClassifierConfig {
             max_grad_norm: 1.0,
             optimizer: OptimizerKind::BertAdam,
             max_len: 128,
+            pad_to_multiple_of: 1,
             seed: 2,
             log_interval: 10,
             output_dir: PathBuf::from("./output_dir"),
@@ -83,6 +86,7 @@ impl ClassifierConfig {
             ("--accumulate", self.accumulate),
             ("--epochs", self.epochs),
             ("--log-interval", self.log_interval),
+            ("--pad-to-multiple-of", self.pad_to_multiple_of),
         ] {
             ensure!(value >= 1, "{flag} must be at least 1");
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use burn::module::Module;
 
-use super::features::{ClassifierBatch, Feature, length_sorted_batches};
+use super::features::{ClassifierBatch, Feature, Padding, length_sorted_batches};
 use crate::checkpoint::write_atomic;
 use crate::model::BertForSequenceClassification;
 use crate::tasks::glue::{Example, Label, Task};
@@ -17,7 +17,7 @@ pub fn predict(
     model: &BertForSequenceClassification,
     features: &[Feature],
     batch_size: usize,
-    pad_id: u32,
+    padding: Padding,
 ) -> Result<Vec<Vec<f32>>> {
     let model = model.valid();
     let device = model.classifier.weight.val().device();
@@ -25,7 +25,7 @@ pub fn predict(
     let mut out = vec![Vec::new(); features.len()];
     for indices in length_sorted_batches(features, batch_size) {
         let rows: Vec<&Feature> = indices.iter().map(|&i| &features[i]).collect();
-        let batch = ClassifierBatch::new(&rows, pad_id, &device)?;
+        let batch = ClassifierBatch::new(&rows, padding, &device)?;
         let logits = model
             .forward(batch.input)
             .into_data()

@@ -1,6 +1,7 @@
 //! Examples → model inputs: `[CLS] A [SEP] (B [SEP])` ids and segment ids from the model's
 //! tokenizer, truncated to `--max-len` the way HF's `longest_first` does (the longer text loses
-//! a token at a time), then batches padded to their own longest row.
+//! a token at a time), then batches padded to their own longest row (rounded up to a multiple
+//! with `--pad-to-multiple-of`).
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
@@ -57,19 +58,54 @@ pub struct ClassifierBatch {
     pub tokens: usize,
 }
 
+/// How a batch is padded: with the tokenizer's pad `id`, to its longest row rounded up to a
+/// multiple of `multiple` but never past `max_len`. GPU backends compile (and tune) kernels for
+/// each new shape, so fewer distinct lengths mean fewer of those.
+#[derive(Debug, Clone, Copy)]
+pub struct Padding {
+    pub id: u32,
+    pub multiple: usize,
+    pub max_len: usize,
+}
+
+impl Padding {
+    /// The padded length of a batch whose longest row has `longest` tokens.
+    pub fn length(&self, longest: usize) -> usize {
+        let rounded = longest.next_multiple_of(self.multiple.max(1));
+        rounded.min(self.max_len).max(longest)
+    }
+}
+
+/// To the longest row, with this pad id.
+impl From<u32> for Padding {
+    fn from(id: u32) -> Self {
+        Self {
+            id,
+            multiple: 1,
+            max_len: usize::MAX,
+        }
+    }
+}
+
 impl ClassifierBatch {
-    /// Pad `features` with `pad_id` to the longest of them.
-    pub fn new(features: &[&Feature], pad_id: u32, device: &Device) -> Result<Self> {
+    /// Pad `features` as `padding` says (a bare pad id: to the longest of them).
+    pub fn new(
+        features: &[&Feature],
+        padding: impl Into<Padding>,
+        device: &Device,
+    ) -> Result<Self> {
+        let padding = padding.into();
         let rows = features.len();
-        let seq = features
+        let longest = features
             .iter()
             .map(|f| f.input_ids.len())
             .max()
             .unwrap_or(0);
-        if rows == 0 || seq == 0 {
+        if rows == 0 || longest == 0 {
             bail!("empty batch");
         }
-        let mut ids = vec![pad_id as i64; rows * seq];
+        let seq = padding.length(longest);
+        let mut ids = vec![padding.id as i64; rows * seq];
         let mut types = vec![0i64; rows * seq];
         let mut mask = vec![0i64; rows * seq];
         let mut tokens = 0;
@@ -207,5 +243,31 @@ mod tests {
             length_sorted_batches(&[a, b, unlabelled], 2),
             vec![vec![2, 0], vec![1]]
         );
+    }
+
+    #[test]
+    fn batches_pad_to_a_multiple_but_not_past_max_len() {
+        let device = Device::flex();
+        let f = |n: usize| Feature {
+            input_ids: vec![7; n],
+            token_type_ids: vec![0; n],
+            label: None,
+        };
+        let padding = |multiple, max_len| Padding {
+            id: 9,
+            multiple,
+            max_len,
+        };
+        let (a, b) = (f(3), f(5));
+        let batch = ClassifierBatch::new(&[&a, &b], padding(8, 128), &device).unwrap();
+        assert_eq!(batch.input.input_ids.dims(), [2, 8]);
+        assert_eq!(batch.tokens, 8);
+        let ids = batch.input.input_ids.into_data().convert::<i64>();
+        assert_eq!(ids.try_to_vec::<i64>().unwrap()[5..8], [9, 9, 9]);
+        // Rounding stops at --max-len, and a multiple of 1 pads to the longest row.
+        let batch = ClassifierBatch::new(&[&a, &b], padding(32, 6), &device).unwrap();
+        assert_eq!(batch.input.input_ids.dims(), [2, 6]);
+        let batch = ClassifierBatch::new(&[&a, &b], padding(1, 128), &device).unwrap();
+        assert_eq!(batch.input.input_ids.dims(), [2, 5]);
     }
 }
