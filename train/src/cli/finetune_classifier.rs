@@ -134,9 +134,7 @@ pub fn run(args: FinetuneClassifierArgs) -> Result<()> {
     config.only_inference = args.only_inference;
     config.max_train_examples = args.max_train_examples;
     config.backend = args.backend.parse::<BackendKind>()?;
-    config.pad_to_multiple_of = args
-        .pad_to_multiple_of
-        .unwrap_or_else(|| config.backend.default_pad_multiple());
+    config.pad_to_multiple_of = args.pad_to_multiple_of;
     config.dtype = dtype;
     run_classifier(&config)?;
     Ok(())

@@ -324,7 +324,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
     }
     let pad = Padding {
         id: pad_id(&files.tokenizer),
-        multiple: config.pad_to_multiple_of,
+        multiple: config.pad_multiple(),
         max_len: config.max_len,
     };
     std::fs::create_dir_all(&config.output_dir)

@@ -31,7 +31,8 @@ pub struct ClassifierConfig {
     /// Tokens per sequence, `[CLS]` and `[SEP]`s included.
     pub max_len: usize,
     /// Pad each batch to a multiple of this many tokens (up to `max_len`); 1: to its longest row.
-    pub pad_to_multiple_of: usize,
+    /// `None`: the backend's default ([`BackendKind::default_pad_multiple`]).
+    pub pad_to_multiple_of: Option<usize>,
     pub seed: u64,
     pub log_interval: usize,
     pub output_dir: PathBuf,
@@ -66,7 +67,7 @@ impl ClassifierConfig {
             max_grad_norm: 1.0,
             optimizer: OptimizerKind::BertAdam,
             max_len: 128,
-            pad_to_multiple_of: 1,
+            pad_to_multiple_of: None,
             seed: 2,
             log_interval: 10,
             output_dir: PathBuf::from("./output_dir"),
@@ -79,6 +80,12 @@ impl ClassifierConfig {
     }
 
     /// Reject flag values no run can use, naming the flag.
+    /// `--pad-to-multiple-of`, or the backend's default.
+    pub fn pad_multiple(&self) -> usize {
+        self.pad_to_multiple_of
+            .unwrap_or_else(|| self.backend.default_pad_multiple())
+    }
+
     pub fn validate(&self) -> Result<()> {
         for (flag, value) in [
             ("--batch-size", self.batch_size),
@@ -86,7 +93,7 @@ impl ClassifierConfig {
             ("--accumulate", self.accumulate),
             ("--epochs", self.epochs),
             ("--log-interval", self.log_interval),
-            ("--pad-to-multiple-of", self.pad_to_multiple_of),
+            ("--pad-to-multiple-of", self.pad_multiple()),
         ] {
             ensure!(value >= 1, "{flag} must be at least 1");
         }

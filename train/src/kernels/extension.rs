@@ -4,7 +4,6 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DispatchDevice, backend_extension};
-use burn::tensor::Shape;
 use burn_cubecl::CubeBackend;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::server::{Handle, KernelArguments};
@@ -59,10 +58,15 @@ impl WgslKernelOps for CubeBackend {
 /// See [`super::uses_wgsl_kernels`].
 pub(super) fn wanted_on(device: &DispatchDevice) -> bool {
     #[cfg(feature = "std")]
-    if let Ok(choice) = std::env::var("BERT_WGSL_KERNELS") {
-        match choice.as_str() {
-            "off" => return false,
-            "on" => return matches!(device, DispatchDevice::Cube(cubecl::Device::Wgpu(_))),
+    {
+        // Read once: this runs for every projection of every layer.
+        static CHOICE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        match CHOICE
+            .get_or_init(|| std::env::var("BERT_WGSL_KERNELS").ok())
+            .as_deref()
+        {
+            Some("off") => return false,
+            Some("on") => return matches!(device, DispatchDevice::Cube(cubecl::Device::Wgpu(_))),
             _ => {}
         }
     }
@@ -98,12 +102,4 @@ pub(super) fn launch(
         count,
         arguments,
     );
-}
-
-/// Shape of `x` with its last dimension replaced.
-pub(super) fn with_last_dim(x: &Shape, last: usize) -> Shape {
-    let mut shape = x.clone();
-    let rank = shape.num_dims();
-    shape[rank - 1] = last;
-    shape
 }

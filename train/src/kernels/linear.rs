@@ -12,7 +12,7 @@ use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::template::{KernelSource, SourceTemplate};
 use burn_cubecl::tensor::CubeTensor;
 
-use super::extension::{self, WgslKernelOps, with_last_dim};
+use super::extension::{self, WgslKernelOps};
 
 /// Output rows and 4-float column groups per invocation: 16 × 8 floats, the fastest of the
 /// blocks measured in SwiftShader (4–16 rows × 4–16 columns).
@@ -37,8 +37,12 @@ pub(super) fn forward(linear: &Linear, x: &Tensor<3>) -> Option<Tensor<3>> {
     })
 }
 
+/// `x`'s shape with the last dimension `weight`'s output width.
 pub(super) fn output_shape(x: &Shape, weight: &Shape) -> Shape {
-    with_last_dim(x, weight[1])
+    let mut shape = x.clone();
+    let last = shape.num_dims() - 1;
+    shape[last] = weight[1];
+    shape
 }
 
 pub(super) fn launch(x: CubeTensor, weight: CubeTensor, bias: CubeTensor) -> CubeTensor {
