@@ -10,10 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bert_train::checkpoint::convert::StorageDtype;
-use bert_train::checkpoint::load_tokenizer;
+use bert_model::checkpoint::convert::StorageDtype;
+use bert_model::checkpoint::load_tokenizer;
+use bert_model::embed::BertEmbedding;
 use bert_train::cli::convert;
-use bert_train::embed::BertEmbedding;
 use burn::tensor::Device;
 use serde_json::{Value, json};
 

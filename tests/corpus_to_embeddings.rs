@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use bert_model::BackendKind;
+use bert_model::embed::BertEmbedding;
 use bert_pipeline::build::{BuildConfig, BuildOptions, build};
-use bert_train::BackendKind;
-use bert_train::embed::BertEmbedding;
 use bert_train::pretrain::{ModelSource, PretrainConfig, RunOptions, train};
 
 const SENTENCES: [&str; 3] = [

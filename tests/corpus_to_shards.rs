@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use bert_core::vocab::Vocab;
 use bert_pipeline::ShardSet;
 use bert_pipeline::build::{BuildConfig, BuildOptions, build};
-use bert_pipeline::vocab::Vocab;
 
 #[test]
 fn sample_corpus_round_trips_through_the_shard_reader() {

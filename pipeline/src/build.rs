@@ -21,11 +21,11 @@ use serde::{Deserialize, Serialize};
 use crate::input::{DocumentReader, InputFormat, OnInvalidUtf8, TextDocument, expand_inputs};
 use crate::instances::{Document, Instance, InstanceParams, create_instances_from_document};
 use crate::masking::{MaskingParams, MaskingVocab};
-use crate::rng;
 use crate::shards::manifest::{self, Bucket, InputFile, Manifest, Totals, VocabInfo};
 use crate::shards::schema::TokenIdType;
 use crate::shards::writer::{BucketLayout, ShardTarget, Spill, write_bucket_shards};
-use crate::vocab::Vocab;
+use bert_core::rng;
+use bert_core::vocab::Vocab;
 
 /// Everything that decides the output; recorded in the manifest.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use crate::instances::Instance;
 use crate::shards::reader::ShardSet;
-use crate::vocab::Vocab;
+use bert_core::vocab::Vocab;
 
 /// Bins per bucket in the length histogram.
 const BINS: usize = 8;

@@ -4,19 +4,15 @@
 //! The binary `bert-pipeline` is a thin CLI over [`build::build`], [`inspect::inspect`] and
 //! [`merge::merge`]; [`shards::ShardSet`] is the reader every consumer uses.
 
-mod ascii_wordpiece;
 pub mod build;
-pub mod fsutil;
 pub mod input;
 pub mod inspect;
 pub mod instances;
 pub mod loader;
 pub mod masking;
 pub mod merge;
-pub mod rng;
 pub mod shards;
 pub mod splitter;
-pub mod vocab;
 
 pub use instances::Instance;
 pub use shards::ShardSet;

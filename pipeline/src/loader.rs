@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::instances::Instance;
 use crate::masking::{MaskingParams, MaskingVocab, mask_tokens};
-use crate::rng;
 use crate::shards::{Shard, ShardSet};
+use bert_core::rng;
 
 /// How batches are formed.
 #[derive(Clone, Debug)]
@@ -432,7 +432,7 @@ mod tests {
         };
         assert_ne!(first(config(0, 2)).input_ids, first(config(1, 2)).input_ids);
 
-        let vocab = crate::vocab::Vocab::load("book_corpus_wiki_en_uncased", None).unwrap();
+        let vocab = bert_core::vocab::Vocab::load("book_corpus_wiki_en_uncased", None).unwrap();
         let mut c = config(0, 1);
         c.dynamic_masking = Some(DynamicMasking {
             params: MaskingParams {

@@ -3,9 +3,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use bert_core::vocab;
 use bert_pipeline::build::{BuildConfig, BuildOptions, build};
 use bert_pipeline::input::{InputFormat, OnInvalidUtf8};
-use bert_pipeline::{inspect, merge, vocab};
+use bert_pipeline::{inspect, merge};
 use clap::{Args, Parser, Subcommand};
 
 /// Builds BERT pretraining data (masked LM + next sentence prediction) from raw corpora,

@@ -53,7 +53,7 @@ fn build(dir: &Path, extra: &[&str]) -> Output {
 fn sample_corpus_shards_pass_independent_pyarrow_checks() {
     let dir = tempfile::tempdir().unwrap();
     ok(build(dir.path(), &[]));
-    let vocab = repo().join("pipeline/vocab/en_uncased.vocab.txt");
+    let vocab = repo().join("core/vocab/en_uncased.vocab.txt");
     let out = Command::new(reference_python())
         .arg(repo().join("tests/python/check_shards.py"))
         .arg(dir.path())

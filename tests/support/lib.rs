@@ -1,5 +1,5 @@
-//! What every crate's tests look up: the workspace root, and the Python that runs the
-//! reference checkers (tests/python/, train/scripts/).
+//! What every crate's tests share: the workspace root, the Python that runs the reference
+//! checkers (tests/python/, train/scripts/), fixtures, comparisons, and running binaries.
 
 use std::path::{Path, PathBuf};
 
@@ -31,4 +31,34 @@ pub fn reference_python() -> String {
     } else {
         "python3".into()
     }
+}
+
+mod block_on;
+pub use block_on::block_on;
+
+/// The sentences of `tests/fixtures/browser_minilm.json` and sentence-transformers'
+/// all-MiniLM-L6-v2 vectors of them (tests/python/make_browser_fixture.py).
+pub fn browser_fixture() -> (Vec<String>, Vec<Vec<f32>>) {
+    let path = repo_root().join("tests/fixtures/browser_minilm.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sentences = json["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let vectors = json["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+    (sentences, vectors)
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use bert_train::{BackendKind, BertEmbedding};
+use bert_model::{BackendKind, BertEmbedding};
 use clap::Parser;
 
 #[derive(Parser)]

@@ -1,39 +1,15 @@
-//! BERT in burn: the encoder, HuggingFace checkpoints, and sentence/token embeddings.
+//! BERT training in burn, on the encoder of `bert-model` and the shards of `bert-pipeline`.
 //!
-//! - [`model`]: `BertConfig` (HF `config.json`, model zoo) and the burn modules, one per module
-//!   of HF's BERT so that parameter paths are the checkpoint's keys.
-//! - [`checkpoint`]: load HF safetensors (with or without `bert.`, `gamma`/`beta` or
-//!   `weight`/`bias`) and write them back in HF's layout.
-//! - [`embed`]: `BertEmbedding`, pooling and GluonNLP's `oov_way`.
-//! - [`backend`]: `--backend cpu|wgpu|cuda` at run time.
-//! - [`kernels`]: WGSL projections and attention for wgpu devices without matrix cores.
-//! - [`pretrain`]: MLM + NSP pretraining on `bert-pipeline` shards.
+//! - [`pretrain`]: MLM + NSP pretraining on `bert-pipeline` shards, as GluonNLP's
+//!   `run_pretraining.py`.
 //! - [`tasks`]: GLUE/XNLI readers, their metrics, and SQuAD's official evaluation.
-//! - [`finetune`]: fine-tuning sentence(-pair) classifiers and regressors (GLUE, XNLI).
-//! - [`cli`]: the subcommands of `bert-train` (fine-tuning, SQuAD evaluation, export).
-//!
-//! Without the `std` feature the crate builds for `wasm32-unknown-unknown`: the model, config,
-//! pooling and loading weights from bytes are there; files, the HF tokenizer and the CLI are not.
+//! - [`finetune`]: fine-tuning sentence(-pair) classifiers and regressors (GLUE, XNLI) and
+//!   question answering (SQuAD 1.1 / 2.0).
+//! - [`cli`]: the subcommands of `bert-train` (fine-tuning, SQuAD evaluation, export, convert).
+//! - [`embed_output`]: `bert-embed`'s output formats.
 
-extern crate alloc;
-
-pub mod backend;
-pub mod checkpoint;
-#[cfg(feature = "std")]
 pub mod cli;
-pub mod embed;
-pub mod error;
-#[cfg(feature = "std")]
+pub mod embed_output;
 pub mod finetune;
-pub mod kernels;
-pub mod model;
-#[cfg(feature = "std")]
 pub mod pretrain;
-#[cfg(feature = "std")]
 pub mod tasks;
-
-pub use backend::BackendKind;
-#[cfg(feature = "std")]
-pub use embed::{BertEmbedding, SentenceEmbedding};
-pub use error::{BertError, TensorProblem};
-pub use model::{BertConfig, BertForPreTraining, BertInput, BertModel, BertModelOutput};

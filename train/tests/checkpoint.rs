@@ -1,15 +1,13 @@
 //! HF checkpoint import/export on small random models: exact round trips, key variants,
 //! and errors that name every bad tensor.
 
-mod common;
-
-use bert_train::checkpoint::{
+use crate::common::*;
+use bert_model::checkpoint::{
     HfTensors, load_bert_for_pretraining, load_bert_model, load_model_dir, load_pretraining_dir,
     save_bert_for_pretraining, save_bert_model, to_hf_safetensors,
 };
-use bert_train::{BackendKind, BertConfig, BertForPreTraining, BertInput, BertModel};
+use bert_model::{BackendKind, BertConfig, BertForPreTraining, BertInput, BertModel};
 use burn::prelude::*;
-use common::*;
 use safetensors::SafeTensors;
 
 fn tiny_config() -> BertConfig {

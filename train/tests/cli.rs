@@ -1,12 +1,10 @@
 //! The `bert-embed` binary end to end: outputs in every format, defaults from the
 //! sentence-transformers files, and clear errors for bad input.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 
 fn bert_embed(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bert-embed"))

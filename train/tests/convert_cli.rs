@@ -2,12 +2,10 @@
 //! directory's other files, and `bert-embed` on it gives sentence-transformers' float32 vectors
 //! to within the rounding of the weights.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 
 /// `bert-train convert --model MODEL --dtype DTYPE --output-dir OUT`.
 fn convert(model: &Path, dtype: &str, out: &Path) -> Output {

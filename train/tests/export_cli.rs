@@ -3,17 +3,15 @@
 //! logits with (train/scripts/check_hf_roundtrip.py, Python from BERT_PYTHON); bert-embed loads
 //! it too; checkpoints with another head are refused.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use bert_train::checkpoint::{
+use crate::common::*;
+use bert_model::checkpoint::{
     HfTensors, load_bert_for_question_answering, load_bert_for_sequence_classification, read_config,
 };
-use bert_train::{BackendKind, BertInput};
+use bert_model::{BackendKind, BertInput};
 use burn::prelude::*;
-use common::*;
 use safetensors::Dtype;
 
 fn bert_train(args: &[&str]) -> Output {
@@ -259,4 +257,58 @@ fn regression_and_question_answering_exports_round_trip() {
             ("end_logits", vec![2, 9], to_vec(spans.end)),
         ],
     );
+}
+
+/// What `bert-train export` writes (here a classification export of the MiniLM architecture
+/// with random weights: `bert.`-prefixed encoder, `classifier.*` head, the head in
+/// config.json, tokenizer.json) loads through the browser's code path, head skipped, and gives
+/// native `BertEmbedding`'s vectors.
+#[test]
+fn loads_a_bert_train_export() {
+    use bert_model::embed::{BertEmbedding, EmbedOptions, Pooling};
+    use bert_train::cli::export::{ExportArgs, ExportTask, run};
+    use burn::tensor::Device;
+    use test_support::{block_on, browser_fixture as fixture};
+
+    let out = tempfile::tempdir().unwrap();
+    run(ExportArgs {
+        task: ExportTask::Classification,
+        model_parameters: None,
+        output_dir: out.path().to_path_buf(),
+        seq_length: 128,
+        model: Some(minilm_dir().to_string_lossy().into_owned()),
+        bert_dataset: "book_corpus_wiki_en_uncased".into(),
+        num_labels: Some(3),
+        task_name: None,
+        seed: 7,
+    })
+    .unwrap();
+    let file = |name: &str| std::fs::read(out.path().join(name)).unwrap();
+    let device = Device::flex();
+    let embedder = BertEmbedding::from_bytes(
+        file("model.safetensors"),
+        &String::from_utf8(file("config.json")).unwrap(),
+        &file("tokenizer.json"),
+        Some(128),
+        &device,
+    )
+    .unwrap();
+    let (sentences, _) = fixture();
+    let got = block_on(embedder.embed_async(&sentences, EmbedOptions::default())).unwrap();
+
+    let (native, _) = BertEmbedding::from_dir(out.path(), &device).unwrap();
+    let native = native
+        .with_pooling(Pooling::Mean)
+        .with_normalize(true)
+        .with_max_seq_length(128)
+        .unwrap();
+    let want = native.embed(&sentences).unwrap();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let max_abs = g
+            .iter()
+            .zip(&w.sentence_embedding)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max_abs < 1e-5, "sentence {i}: max-abs {max_abs:e}");
+    }
 }

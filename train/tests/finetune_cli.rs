@@ -4,12 +4,10 @@
 //! MNLI/QQP/STS-B paths on tiny data, the SQuAD evaluation against the official scripts'
 //! output, and clear errors for bad input.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{expect_error, fixture, minilm_dir, stderr};
+use crate::common::{expect_error, fixture, minilm_dir, stderr};
 use safetensors::Dtype;
 
 fn bert_train(args: &[&str]) -> Output {

@@ -2,15 +2,13 @@
 //! short `--max-len`, equal what `AutoTokenizer(a, b, truncation=True, max_length=N)` gives
 //! (Python from BERT_PYTHON).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use bert_train::checkpoint::load_tokenizer;
+use crate::common::{minilm_dir, reference_python};
+use bert_model::checkpoint::load_tokenizer;
 use bert_train::finetune::features::featurize;
 use bert_train::tasks::glue::{Split, Task, read_examples};
-use common::{minilm_dir, reference_python};
 
 const SCRIPT: &str = r#"
 import json, sys

@@ -3,11 +3,11 @@
 //! the same float32 master weights), the STS-B regression loss too, and a float16 step whose
 //! scaled gradients overflow is skipped without touching the weights.
 
+use bert_model::modules::{BertConfig, BertForSequenceClassification};
 use bert_train::finetune::classifier::train_step;
 use bert_train::finetune::features::{ClassifierBatch, Feature};
 use bert_train::finetune::optim::build_optimizer;
 use bert_train::finetune::step::{StepSettings, after_step};
-use bert_train::model::{BertConfig, BertForSequenceClassification};
 use bert_train::pretrain::precision::LossScale;
 use bert_train::pretrain::{OptimizerKind, Precision};
 use bert_train::tasks::glue::Label;

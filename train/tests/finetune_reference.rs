@@ -3,12 +3,11 @@
 //! in `transformers` with the BERTAdam of `scripts/reference_optim.py`; the cross-entropy
 //! losses and gradient norms agree step by step. Python from BERT_PYTHON.
 
-mod common;
-
 use std::process::Command;
 
-use bert_train::BackendKind;
-use bert_train::checkpoint::{HfTensors, load_bert_for_sequence_classification, read_config};
+use crate::common::{reference_python, repo_root};
+use bert_model::BackendKind;
+use bert_model::checkpoint::{HfTensors, load_bert_for_sequence_classification, read_config};
 use bert_train::finetune::classifier::train_step;
 use bert_train::finetune::features::{ClassifierBatch, Feature};
 use bert_train::finetune::optim::build_optimizer;
@@ -16,7 +15,6 @@ use bert_train::finetune::step::StepSettings;
 use bert_train::pretrain::OptimizerKind;
 use bert_train::tasks::glue::Label;
 use burn::module::Module;
-use common::{reference_python, repo_root};
 
 const STEPS: usize = 6;
 const LR: f64 = 1e-3;

@@ -1,12 +1,10 @@
 //! What we export, HuggingFace `transformers` loads and computes the same with: a small random
 //! model goes through `train/scripts/check_hf_roundtrip.py` (Python from `BERT_PYTHON`, else the venv of tests/python/setup_venv.sh).
 
-mod common;
-
-use bert_train::checkpoint::save_bert_model;
-use bert_train::{BackendKind, BertConfig, BertInput, BertModel};
+use crate::common::*;
+use bert_model::checkpoint::save_bert_model;
+use bert_model::{BackendKind, BertConfig, BertInput, BertModel};
 use burn::prelude::*;
-use common::*;
 use safetensors::Dtype;
 
 #[test]

@@ -2,12 +2,10 @@
 //! sentence-transformers (`train/scripts/make_reference.py`, fixtures in `tests/fixtures`):
 //! hidden states of a padded batch on the CPU and wgpu backends, token ids, sentence vectors.
 
-mod common;
-
-use bert_train::checkpoint::{load_model_dir, load_tokenizer};
-use bert_train::{BackendKind, BertEmbedding, BertInput};
+use crate::common::*;
+use bert_model::checkpoint::{load_model_dir, load_tokenizer};
+use bert_model::{BackendKind, BertEmbedding, BertInput};
 use burn::prelude::*;
-use common::*;
 
 const TOLERANCE: f32 = 1e-4;
 

@@ -1,15 +1,12 @@
 //! `bert-train` end to end: a tiny CPU run that logs, checkpoints, writes the HuggingFace
 //! directory and resumes; and clear errors (never panics) for bad input.
 
-mod common;
-mod pretrain_common;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{expect_error, stderr};
-use pretrain_common::*;
+use crate::common::{expect_error, stderr};
+use crate::pretrain_common::*;
 
 fn bert_train(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bert-train"))

@@ -2,16 +2,14 @@
 //! ≥ 90% masked-LM and ≥ 98% next-sentence accuracy on that set within a few hundred steps, and
 //! every parameter moved: the gradients reach all of the model, both heads included.
 
-mod pretrain_common;
-
 use std::collections::BTreeMap;
 
-use bert_train::model::BertForPreTraining;
+use crate::pretrain_common::*;
+use bert_model::modules::BertForPreTraining;
 use bert_train::pretrain::init::init_from_scratch;
 use bert_train::pretrain::{OptimizerKind, RunOptions, evaluate, train};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use pretrain_common::*;
 
 /// Every parameter by path, as numbers.
 #[derive(Default)]

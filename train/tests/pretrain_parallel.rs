@@ -4,12 +4,10 @@
 //! (lavapipe here) — run in parallel threads, with the gradients moved between them.
 //! And the CLI: `--gpus 0,1` trains, checkpoints one loader position per rank and resumes.
 
-mod pretrain_common;
-
+use bert_model::BackendKind;
+use bert_model::modules::{BertConfig, BertForPreTraining};
 use bert_pipeline::Instance;
 use bert_pipeline::loader::{LoaderPosition, collate};
-use bert_train::BackendKind;
-use bert_train::model::{BertConfig, BertForPreTraining};
 use bert_train::pretrain::loss::BatchTensors;
 use bert_train::pretrain::optim::build_optimizer;
 use bert_train::pretrain::step::{MicroBatch, RankWork, StepSettings, train_step};
@@ -245,10 +243,10 @@ fn two_ranks_on_cpu_and_wgpu_equal_one_batch_of_both() {
 fn cli_two_ranks_train_checkpoint_and_resume() {
     let _guard = exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let shards = pretrain_common::build_shards(dir.path(), 30_000, 32, 40);
-    let model = pretrain_common::tiny_model_dir(dir.path(), 16, 1, 2, 0.1, 32);
+    let shards = crate::pretrain_common::build_shards(dir.path(), 30_000, 32, 40);
+    let model = crate::pretrain_common::tiny_model_dir(dir.path(), 16, 1, 2, 0.1, 32);
     let ckpt = dir.path().join("ckpt");
-    let mut config = pretrain_common::cpu_config(&shards, &model, &ckpt);
+    let mut config = crate::pretrain_common::cpu_config(&shards, &model, &ckpt);
     config.gpus = vec![0, 1];
     config.batch_size = 4;
     config.num_steps = 4;

@@ -3,11 +3,9 @@
 //! dynamic loss scale in its checkpoints, and a step whose scaled gradients overflow is skipped
 //! without touching the weights.
 
-mod pretrain_common;
-
+use bert_model::modules::{BertConfig, BertForPreTraining};
 use bert_pipeline::Instance;
 use bert_pipeline::loader::{LoaderPosition, collate};
-use bert_train::model::{BertConfig, BertForPreTraining};
 use bert_train::pretrain::loss::BatchTensors;
 use bert_train::pretrain::optim::build_optimizer;
 use bert_train::pretrain::step::{StepSettings, single, train_step};
@@ -22,7 +20,7 @@ fn last_losses(dtype: Precision, dir: &std::path::Path) -> (f64, f64, serde_json
     let shards = dir.join("shards");
     let model = dir.join("model");
     let ckpt = dir.join(format!("ckpt-{dtype}"));
-    let mut config = pretrain_common::cpu_config(&shards, &model, &ckpt);
+    let mut config = crate::pretrain_common::cpu_config(&shards, &model, &ckpt);
     // Two micro-batches of 4 per step: each needs its own cast of the weights (a backward
     // consumes the graph, casts included).
     config.batch_size = 4;
@@ -48,8 +46,8 @@ fn last_losses(dtype: Precision, dir: &std::path::Path) -> (f64, f64, serde_json
 fn half_precision_runs_follow_the_float32_run() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    pretrain_common::build_shards(dir.path(), 20_000, 64, 1000);
-    pretrain_common::tiny_model_dir(dir.path(), 32, 2, 2, 0.0, 64);
+    crate::pretrain_common::build_shards(dir.path(), 20_000, 64, 1000);
+    crate::pretrain_common::tiny_model_dir(dir.path(), 32, 2, 2, 0.0, 64);
 
     let (mlm32, nsp32, state32) = last_losses(Precision::Float32, dir.path());
     assert!(state32.get("loss_scale").is_none(), "{state32}");

@@ -8,9 +8,9 @@
 
 use std::path::PathBuf;
 
+use bert_model::checkpoint::load_pretraining_dir;
 use bert_pipeline::Instance;
 use bert_pipeline::loader::{LoaderPosition, collate};
-use bert_train::checkpoint::load_pretraining_dir;
 use bert_train::pretrain::OptimizerKind;
 use bert_train::pretrain::loss::{BatchStats, BatchTensors, pretraining_losses};
 use bert_train::pretrain::optim::build_optimizer;

@@ -4,13 +4,11 @@
 //!
 //! One test per binary: the CPU backend's random generator is process-wide.
 
-mod pretrain_common;
-
 use std::fs;
 use std::path::Path;
 
+use crate::pretrain_common::*;
 use bert_train::pretrain::{OptimizerKind, RunOptions, train};
-use pretrain_common::*;
 
 /// Every metrics row without its timing columns.
 fn losses(ckpt_dir: &Path) -> Vec<serde_json::Value> {

@@ -1,11 +1,11 @@
-//! The WGSL kernels (`bert_train::kernels`) on the wgpu backend against burn's own ops on the CPU
+//! The WGSL kernels (`bert_model::kernels`) on the wgpu backend against burn's own ops on the CPU
 //! backend, over shapes that exercise their edges: rows not a multiple of the projection's
 //! 16-row block, one row, padded keys, a query longer than one workgroup; and the cases they
 //! leave to burn (no bias, a width that is not a multiple of 4).
 
-use bert_train::BackendKind;
-use bert_train::kernels::{attention, project, uses_wgsl_kernels};
-use bert_train::model::PaddingMask;
+use bert_model::BackendKind;
+use bert_model::PaddingMask;
+use bert_model::kernels::{attention, project, uses_wgsl_kernels};
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;

@@ -1,20 +1,13 @@
-//! The `bert-train` encoder in the browser.
+//! The encoder of `bert-model` in the browser: the wasm-bindgen surface (`web`, wasm32 only)
+//! that `js/embedder.js` wraps into the public JS API (`Embedder.load`, `embed`, `backend`,
+//! `dim`).
 //!
-//! - [`Embedder`] (any target): a model from bytes (safetensors + `config.json` +
-//!   `tokenizer.json`), HF tokenization, the encoder of `bert_train::model`, pooling, and an
-//!   async read-back (WebGPU cannot read a buffer synchronously).
-//! - `web` (wasm32 only): the wasm-bindgen surface that `js/embedder.js` wraps into the public
-//!   JS API (`Embedder.load`, `embed`, `backend`, `dim`).
-//!
-//! The crate builds on the host too, so the workspace's native build and its tests cover it.
+//! Everything else — loading a model from bytes, tokenizing, the encoder, pooling and the
+//! asynchronous read-back that WebGPU needs — is `bert_model::BertEmbedding`, the same code
+//! that native callers use; its tests (`model/tests/`) run that path on the host.
 
 #[cfg(not(any(feature = "webgpu", feature = "cpu")))]
 compile_error!("wasm-embed needs a backend: enable the `webgpu` or `cpu` feature (or both)");
 
-mod block_on;
-mod embedder;
 #[cfg(target_arch = "wasm32")]
 mod web;
-
-pub use block_on::block_on;
-pub use embedder::{EmbedOptions, Embedder};

@@ -2,12 +2,11 @@
 //! `navigator.gpu` before asking for WebGPU (without it wgpu would abort the whole module),
 //! and exposes `Embedder.load` / `embed`.
 
-use bert_train::embed::Pooling;
+use bert_model::BertEmbedding;
+use bert_model::embed::{EmbedOptions, Pooling};
 use burn::tensor::Device;
 use js_sys::{Array, Float32Array, Uint32Array};
 use wasm_bindgen::prelude::*;
-
-use crate::{EmbedOptions, Embedder};
 
 #[wasm_bindgen]
 extern "C" {
@@ -41,7 +40,7 @@ fn js_error(e: anyhow::Error) -> JsError {
 /// The loaded model, on `backend` ("webgpu" or "cpu").
 #[wasm_bindgen(js_name = WasmEmbedder)]
 pub struct WasmEmbedder {
-    inner: Embedder,
+    inner: BertEmbedding,
     backend: String,
 }
 
@@ -70,7 +69,7 @@ impl WasmEmbedder {
                 )));
             }
         };
-        let inner = Embedder::from_bytes(
+        let inner = BertEmbedding::from_bytes(
             weights,
             &config_json,
             &tokenizer_json,
@@ -93,7 +92,7 @@ impl WasmEmbedder {
 
     #[wasm_bindgen(getter, js_name = maxLength)]
     pub fn max_length(&self) -> u32 {
-        self.inner.max_length() as u32
+        self.inner.max_seq_length() as u32
     }
 
     /// One `Uint32Array` of token ids per sentence.
@@ -118,7 +117,7 @@ impl WasmEmbedder {
         };
         let vectors = self
             .inner
-            .embed(&sentences, options)
+            .embed_async(&sentences, options)
             .await
             .map_err(js_error)?;
         Ok(vectors.iter().map(|v| Float32Array::from(&v[..])).collect())

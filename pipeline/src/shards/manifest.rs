@@ -121,6 +121,6 @@ impl Manifest {
     /// Writes atomically: a temp file renamed into place, so a reader never sees half of it.
     pub fn write(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self)?;
-        crate::fsutil::write_atomic(path, json.as_bytes())
+        bert_core::fsutil::write_atomic(path, json.as_bytes())
     }
 }

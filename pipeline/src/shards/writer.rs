@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::Shard;
 use super::schema::{TokenIdType, shard_schema, to_record_batch};
-use crate::fsutil;
 use crate::instances::Instance;
+use bert_core::fsutil;
 
 /// Rows per Arrow record batch inside a shard.
 const BATCH_ROWS: usize = 4096;

@@ -4,10 +4,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bert_train::BackendKind;
-use bert_train::checkpoint::write_atomic;
-use bert_train::embed::output::{arrow_bytes, npy_bytes, write_jsonl};
-use bert_train::embed::{BertEmbedding, OovWay, Pooling};
+use bert_core::fsutil::write_atomic;
+use bert_model::BackendKind;
+use bert_model::embed::{BertEmbedding, OovWay, Pooling};
+use bert_train::embed_output::{arrow_bytes, npy_bytes, write_jsonl};
 use clap::{ArgGroup, Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use bert_train::BackendKind;
+use bert_model::BackendKind;
 use bert_train::cli::Command;
 use bert_train::pretrain::{
     ModelSource, OptimizerKind, Precision, PretrainConfig, RunOptions, train,

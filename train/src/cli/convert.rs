@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::checkpoint::convert::{StorageDtype, convert_safetensors};
-use crate::checkpoint::write_atomic;
+use bert_core::fsutil::write_atomic;
+use bert_model::checkpoint::convert::{StorageDtype, convert_safetensors};
 
 pub const AFTER_HELP: &str = "\
 Example:

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::checkpoint::write_atomic;
 use crate::tasks::squad_eval::{
     Dataset, evaluate_v1, evaluate_v2, parse_ordered_probs, v2_one_line,
 };
+use bert_core::fsutil::write_atomic;
 
 pub const AFTER_HELP: &str = "\
 Example:

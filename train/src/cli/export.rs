@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::checkpoint::{
-    HfTensors, load_bert_for_question_answering, load_bert_for_sequence_classification,
-    save_hf_model, weights_path,
-};
-use crate::finetune::features::mix;
 use crate::finetune::model_io::{Head, ModelFiles};
-use crate::model::{BertForQuestionAnswering, BertForSequenceClassification};
 use crate::pretrain::ModelSource;
 use crate::pretrain::init::init_from_scratch;
 use crate::tasks::glue::Task;
+use bert_core::rng::{HEAD_SEED_SALT, mix};
+use bert_model::checkpoint::{
+    HfTensors, load_bert_for_question_answering, load_bert_for_sequence_classification,
+    save_hf_model, weights_path,
+};
+use bert_model::modules::{BertForQuestionAnswering, BertForSequenceClassification};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -169,7 +169,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         ExportTask::QuestionAnswering => Head::QuestionAnswering,
     };
     // Export is a copy, not a computation: the CPU backend is always there.
-    let device = crate::BackendKind::Cpu.device()?;
+    let device = bert_model::BackendKind::Cpu.device()?;
     let config = &files.config;
     let task_name = task.map(|t| t.dir_name());
     let hf_config = head.config_for(config, task_name);
@@ -192,7 +192,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         }
         (Head::QuestionAnswering, None) => {
             let encoder = init_from_scratch(config, args.seed, &device).bert;
-            device.seed(mix(args.seed, 0x4ead, 0));
+            device.seed(mix(args.seed, HEAD_SEED_SALT, 0));
             let model = BertForQuestionAnswering::with_encoder(encoder, config, &device);
             save_hf_model(&model, &hf_config, head.architecture(), out)?;
         }
@@ -204,7 +204,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         }
         (_, None) => {
             let encoder = init_from_scratch(config, args.seed, &device).bert;
-            device.seed(mix(args.seed, 0x4ead, 0));
+            device.seed(mix(args.seed, HEAD_SEED_SALT, 0));
             let model = BertForSequenceClassification::with_encoder(
                 encoder,
                 config,

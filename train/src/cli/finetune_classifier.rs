@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::BackendKind;
 use crate::finetune::{ClassifierConfig, run_classifier};
 use crate::pretrain::{ModelSource, OptimizerKind, Precision};
 use crate::tasks::glue::Task;
+use bert_model::BackendKind;
 
 pub const AFTER_HELP: &str = "\
 Example (all-MiniLM-L6-v2 on RTE, the seed's flags):

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::BackendKind;
 use crate::finetune::squad::data::parse_range;
 use crate::finetune::squad::features::WindowParams;
 use crate::finetune::squad::postprocess::AnswerParams;
 use crate::finetune::squad::{SquadConfig, run_squad};
 use crate::pretrain::{ModelSource, OptimizerKind, Precision};
+use bert_model::BackendKind;
 
 pub const AFTER_HELP: &str = "\
 Example (the issue's end-to-end check: train on the first 38 articles of dev-v1.1.json,

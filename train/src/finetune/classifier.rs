@@ -21,18 +21,20 @@ use serde_json::json;
 use super::config::ClassifierConfig;
 use super::evaluate::{predict, submission_name, task_metrics, write_submission};
 use super::features::{
-    ClassifierBatch, Feature, Padding, check_vocab, epoch_order, featurize, mix, pad_id,
+    ClassifierBatch, Feature, Padding, check_vocab, epoch_order, featurize, pad_id,
 };
 use super::model_io::{Head, ModelFiles, Origin, classifier};
 use super::optim::build_optimizer;
 use super::step::{StepOutcome, StepSettings, accumulated_step, after_step, step_settings};
-use crate::checkpoint::{save_hf_model, write_atomic};
-use crate::model::BertForSequenceClassification;
 use crate::pretrain::Precision;
 use crate::pretrain::precision::{LossScale, check_device, compute_model, to_f32};
 use crate::pretrain::progress::Progress;
 use crate::pretrain::schedule::LinearSchedule;
 use crate::tasks::glue::{Example, Split, Task, read_examples};
+use bert_core::fsutil::write_atomic;
+use bert_core::rng::mix;
+use bert_model::checkpoint::save_hf_model;
+use bert_model::modules::BertForSequenceClassification;
 
 /// Dev metrics of one dev file (MNLI has two).
 #[derive(Debug, Clone, serde::Serialize)]

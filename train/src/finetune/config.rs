@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, ensure};
 
-use crate::backend::BackendKind;
 use crate::pretrain::{ModelSource, OptimizerKind, Precision};
 use crate::tasks::glue::Task;
+use bert_model::backend::BackendKind;
 
 #[derive(Debug, Clone)]
 pub struct ClassifierConfig {

@@ -7,10 +7,10 @@ use anyhow::Result;
 use burn::module::Module;
 
 use super::features::{ClassifierBatch, Feature, Padding, length_sorted_batches};
-use crate::checkpoint::write_atomic;
-use crate::model::BertForSequenceClassification;
 use crate::tasks::glue::{Example, Label, Task};
 use crate::tasks::metrics;
+use bert_core::fsutil::write_atomic;
+use bert_model::modules::BertForSequenceClassification;
 
 /// The model's outputs for every feature, in the features' order (no dropout, no gradients).
 pub fn predict(

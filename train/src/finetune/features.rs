@@ -4,11 +4,12 @@
 //! with `--pad-to-multiple-of`).
 
 use anyhow::{Context, Result, bail};
+use bert_core::rng::{SplitMix64, mix};
 use burn::prelude::*;
 use tokenizers::{EncodeInput, Tokenizer};
 
-use crate::model::BertInput;
 use crate::tasks::glue::{Example, Label};
+use bert_model::modules::BertInput;
 
 /// One example as the model sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,31 +149,11 @@ impl ClassifierBatch {
 
 /// The order of one training epoch: a Fisher–Yates shuffle from `(seed, epoch)`.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut rng = SplitMix64(mix(seed, epoch as u64, 0x5eed));
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
-    order
+    SplitMix64::new(mix(seed, epoch as u64, EPOCH_SALT)).permutation(n)
 }
 
-/// A 64-bit mix of three values (SplitMix64's finaliser), for seeds derived from a run's seed.
-pub fn mix(seed: u64, a: u64, b: u64) -> u64 {
-    let mut z = seed ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.rotate_left(32);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix(self.0, 0, 0)
-    }
-}
+/// Salt of the seed of an epoch's example order.
+const EPOCH_SALT: u64 = 0x5eed;
 
 /// Indices of `features` sorted by length, cut into batches of `batch_size`: inference pads
 /// less this way, and the predictions are put back in file order by index.

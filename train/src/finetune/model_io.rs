@@ -5,17 +5,19 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bert_pipeline::vocab::Vocab;
+use bert_core::rng::{HEAD_SEED_SALT, mix};
+use bert_core::vocab::Vocab;
 use burn::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::checkpoint::{
-    HfTensors, copy_tokenizer_files, load_bert_for_sequence_classification, load_bert_model,
-    load_tokenizer, read_config, weights_path, write_atomic,
-};
-use crate::model::{BertConfig, BertForSequenceClassification, BertModel};
 use crate::pretrain::ModelSource;
 use crate::pretrain::init::init_from_scratch;
+use bert_core::fsutil::write_atomic;
+use bert_model::checkpoint::{
+    HfTensors, copy_tokenizer_files, load_bert_for_sequence_classification, load_bert_model,
+    load_tokenizer, read_config, weights_path,
+};
+use bert_model::modules::{BertConfig, BertForSequenceClassification, BertModel};
 
 /// The head a directory is written with, which decides its `config.json` task keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -279,7 +281,7 @@ pub fn classifier(
         }
     };
     // The head is drawn from the seed, after (and independently of) the encoder.
-    device.seed(crate::finetune::features::mix(seed, 0x4ead, 0));
+    device.seed(mix(seed, HEAD_SEED_SALT, 0));
     Ok((
         BertForSequenceClassification::with_encoder(encoder, config, num_labels, device),
         origin,

@@ -6,8 +6,8 @@ use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::precision::Precision;
-use crate::backend::BackendKind;
-use crate::model::{BertConfig, ZOO_NAMES};
+use bert_model::backend::BackendKind;
+use bert_model::modules::{BertConfig, ZOO_NAMES};
 
 /// `--optimizer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ impl ModelSource {
     pub fn bert_config(&self, shard_vocab_size: usize) -> Result<BertConfig> {
         match self {
             Self::Zoo(name) => Ok(BertConfig::zoo(name)?.with_vocab_size(shard_vocab_size)),
-            Self::Dir(dir) => crate::checkpoint::read_config(dir),
+            Self::Dir(dir) => bert_model::checkpoint::read_config(dir),
         }
     }
 }

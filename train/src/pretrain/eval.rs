@@ -10,7 +10,7 @@ use burn::module::Module;
 use serde::{Deserialize, Serialize};
 
 use super::loss::{BatchStats, BatchTensors, pretraining_losses};
-use crate::model::BertForPreTraining;
+use bert_model::modules::BertForPreTraining;
 
 /// Per-token MLM and per-sequence NSP averages over a whole data set.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

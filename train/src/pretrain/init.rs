@@ -9,7 +9,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
-use crate::model::{BertConfig, BertForPreTraining};
+use bert_model::modules::{BertConfig, BertForPreTraining};
 
 struct BertInit {
     path: Vec<String>,

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
 use super::precision::to_f32;
-use crate::model::{BertForPreTraining, BertInput};
+use bert_model::modules::{BertForPreTraining, BertInput};
 
 /// One batch as tensors on the training device.
 #[derive(Debug, Clone)]

@@ -142,7 +142,7 @@ impl MetricsLog {
             if !body.is_empty() {
                 body.push('\n');
             }
-            crate::checkpoint::write_atomic(&path, body.as_bytes())?;
+            bert_core::fsutil::write_atomic(&path, body.as_bytes())?;
         }
         Ok(Self { path })
     }

@@ -227,8 +227,8 @@ mod tests {
 
     #[test]
     fn layer_norms_and_biases_are_not_decayed() {
-        let config = crate::model::BertConfig::new(50, 8, 1, 2);
-        let model = crate::model::BertForPreTraining::new(&config, &Device::flex());
+        let config = bert_model::modules::BertConfig::new(50, 8, 1, 2);
+        let model = bert_model::modules::BertForPreTraining::new(&config, &Device::flex());
         let mut paths = Paths {
             path: vec![],
             decayed: vec![],

@@ -108,7 +108,7 @@ pub fn write_metrics_svg(ckpt_dir: &Path) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    crate::checkpoint::write_atomic(&ckpt_dir.join("metrics.svg"), svg(&rows).as_bytes())
+    bert_core::fsutil::write_atomic(&ckpt_dir.join("metrics.svg"), svg(&rows).as_bytes())
 }
 
 #[cfg(test)]

@@ -192,7 +192,7 @@ impl Default for LossScale {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::BertForPreTraining;
+    use bert_model::modules::BertForPreTraining;
 
     #[test]
     fn parses_dtypes() {
@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn gradients_of_the_half_model_reach_the_float32_weights() {
         let device = Device::flex().autodiff();
-        let mut config = crate::model::BertConfig::new(40, 8, 1, 2);
+        let mut config = bert_model::modules::BertConfig::new(40, 8, 1, 2);
         config.hidden_dropout_prob = 0.0;
         config.attention_probs_dropout_prob = 0.0;
         let model = BertForPreTraining::new(&config, &device).train();
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(word.id, model.bert.embeddings.word_embeddings.weight.id);
 
         let ids = Tensor::<2, Int>::from_ints([[2, 5, 7, 3]], &device);
-        let input = crate::model::BertInput {
+        let input = bert_model::modules::BertInput {
             attention_mask: ids.ones_like(),
             token_type_ids: ids.zeros_like(),
             input_ids: ids,

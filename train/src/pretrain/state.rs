@@ -21,7 +21,7 @@ use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::precision::LossScale;
-use crate::model::BertForPreTraining;
+use bert_model::modules::BertForPreTraining;
 
 /// 2: one loader position per data-parallel rank.
 pub const STATE_VERSION: u32 = 2;

@@ -24,7 +24,7 @@ use burn::prelude::*;
 
 use super::loss::{BatchStats, BatchTensors, StepTotals, pretraining_losses_in_step};
 use super::precision::{Precision, compute_model, scale_loss, unscale_and_clip};
-use crate::model::BertForPreTraining;
+use bert_model::modules::BertForPreTraining;
 
 /// A micro-batch on its rank's device, with the seed of its dropout draws.
 #[derive(Debug, Clone)]

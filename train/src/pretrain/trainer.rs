@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
+use bert_core::vocab::{Vocab, sha256_hex};
 use bert_pipeline::ShardSet;
 use bert_pipeline::loader::{BatchLoader, DynamicMasking, LoaderConfig, LoaderPosition};
 use bert_pipeline::masking::MaskingParams;
 use bert_pipeline::shards::manifest::Manifest;
-use bert_pipeline::vocab::{Vocab, sha256_hex};
 use burn::module::Module;
 
 use super::config::{ModelSource, PretrainConfig};
@@ -23,10 +23,11 @@ use super::progress::Progress;
 use super::schedule::LinearSchedule;
 use super::state::{self, STATE_VERSION, TrainState};
 use super::step::{MicroBatch, RankWork, StepSettings, train_step};
-use crate::checkpoint::{
-    copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining, write_atomic,
+use bert_core::fsutil::write_atomic;
+use bert_model::checkpoint::{
+    copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining,
 };
-use crate::model::{BertConfig, BertForPreTraining};
+use bert_model::modules::{BertConfig, BertForPreTraining};
 
 /// How to run, beside what to train (nothing here changes the trajectory).
 #[derive(Debug, Clone)]

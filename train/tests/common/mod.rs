@@ -1,15 +1,13 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bert_train::checkpoint::export::{NamedTensor, serialize_safetensors};
-use bert_train::{BackendKind, BertInput};
+use bert_model::checkpoint::export::{NamedTensor, serialize_safetensors};
+use bert_model::{BackendKind, BertInput};
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
-#[allow(unused_imports)] // each test binary uses its own subset
 pub use test_support::{reference_python, repo_root};
 
 pub fn fixture(name: &str) -> PathBuf {

@@ -166,7 +166,7 @@ mod tests {
     use std::sync::Arc;
 
     fn tokenizer() -> Tokenizer {
-        let vocab = bert_pipeline::vocab::Vocab::load("book_corpus_wiki_en_uncased", None).unwrap();
+        let vocab = bert_core::vocab::Vocab::load("book_corpus_wiki_en_uncased", None).unwrap();
         features_tokenizer(&vocab.tokenizer).unwrap()
     }
 

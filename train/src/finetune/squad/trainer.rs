@@ -15,21 +15,22 @@ use burn::tensor::activation::log_softmax;
 use super::data::read_squad;
 use super::features::{SquadFeature, WindowParams, features_tokenizer, squad_features};
 use super::postprocess::{AnswerParams, Answers, best_answers, ordered_json};
-use crate::BackendKind;
-use crate::checkpoint::{
-    HfTensors, load_bert_for_question_answering, load_bert_model, save_hf_model, weights_path,
-    write_atomic,
-};
-use crate::finetune::features::{epoch_order, mix};
+use crate::finetune::features::epoch_order;
 use crate::finetune::model_io::{Head, ModelFiles};
 use crate::finetune::optim::build_optimizer;
 use crate::finetune::step::{accumulated_step, after_step, step_settings};
-use crate::model::{BertForQuestionAnswering, BertInput};
 use crate::pretrain::precision::{LossScale, check_device, compute_model, to_f32};
 use crate::pretrain::progress::Progress;
 use crate::pretrain::schedule::LinearSchedule;
 use crate::pretrain::{ModelSource, OptimizerKind, Precision};
 use crate::tasks::squad_eval::{Dataset, evaluate_v1, evaluate_v2};
+use bert_core::fsutil::write_atomic;
+use bert_core::rng::{HEAD_SEED_SALT, mix};
+use bert_model::BackendKind;
+use bert_model::checkpoint::{
+    HfTensors, load_bert_for_question_answering, load_bert_model, save_hf_model, weights_path,
+};
+use bert_model::modules::{BertForQuestionAnswering, BertInput};
 
 #[derive(Debug, Clone)]
 pub struct SquadConfig {
@@ -198,14 +199,14 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
                     dir.display()
                 );
                 let encoder = load_bert_model(bert_config, &weights, &device)?.0;
-                device.seed(mix(config.seed, 0x4ead, 0));
+                device.seed(mix(config.seed, HEAD_SEED_SALT, 0));
                 BertForQuestionAnswering::with_encoder(encoder, bert_config, &device)
             }
         }
         ModelSource::Zoo(_) => {
             let encoder =
                 crate::pretrain::init::init_from_scratch(bert_config, config.seed, &device).bert;
-            device.seed(mix(config.seed, 0x4ead, 0));
+            device.seed(mix(config.seed, HEAD_SEED_SALT, 0));
             BertForQuestionAnswering::with_encoder(encoder, bert_config, &device)
         }
     };

@@ -1,0 +1,25 @@
+//! HuggingFace checkpoints: import (safetensors, from bytes or files), export, and
+//! re-encoding in another precision. Model directories, export and conversion work on files,
+//! so they are native-only; the browser imports from bytes.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod dir;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod export;
+pub mod import;
+pub mod keys;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use dir::{load_model_dir, load_pretraining_dir, load_tokenizer, read_config, weights_path};
+#[cfg(not(target_arch = "wasm32"))]
+pub use export::{
+    copy_tokenizer_files, save_bert_for_pretraining, save_bert_model, save_hf_model,
+    to_hf_safetensors,
+};
+pub use import::{
+    HfTensors, LoadReport, load_bert_for_pretraining, load_bert_for_question_answering,
+    load_bert_for_sequence_classification, load_bert_model,
+};
+pub use keys::{KeyAction, Layout, burn_to_hf, hf_to_burn};

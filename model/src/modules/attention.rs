@@ -1,0 +1,118 @@
+//! `encoder.layer.N.attention.*`: multi-head self-attention with a padding mask, and its
+//! post-LayerNorm residual output.
+
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use super::config::BertConfig;
+use crate::kernels::{self, project};
+use crate::mask::PaddingMask;
+
+/// HF: `attention.self` (`self` is a Rust keyword, hence the longer field name).
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub dropout: Dropout,
+    pub num_heads: usize,
+}
+
+impl BertSelfAttention {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        let h = config.hidden_size;
+        Self {
+            query: LinearConfig::new(h, h).init(device),
+            key: LinearConfig::new(h, h).init(device),
+            value: LinearConfig::new(h, h).init(device),
+            dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+            num_heads: config.num_attention_heads,
+        }
+    }
+
+    /// `[batch, seq, hidden]` → context `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
+        let [batch, seq, hidden] = x.dims();
+        let heads = self.num_heads;
+        let head_dim = hidden / heads;
+        let q = project(&self.query, x.clone());
+        let k = project(&self.key, x.clone());
+        let v = project(&self.value, x);
+        let training = is_training(&q);
+        if !training && let Some(context) = kernels::attention(&q, &k, &v, mask, heads) {
+            return context;
+        }
+
+        let split_heads = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+        let (q, k, v) = (split_heads(q), split_heads(k), split_heads(v));
+        let mask = mask.0.clone().expand([batch, heads, seq, seq]);
+        let context = if training {
+            // Training needs dropout on the attention probabilities, which the fused kernel
+            // does not do: spell softmax(QKᵀ/√d)·V out.
+            let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+            let probs = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
+            self.dropout.forward(probs).matmul(v)
+        } else {
+            // Inference: the backend's fused attention (flash attention where it has one).
+            attention(q, k, v, Some(mask), None, AttentionModuleOptions::default())
+        };
+        context.swap_dims(1, 2).reshape([batch, seq, hidden])
+    }
+}
+
+/// Gradients are only tracked on autodiff devices; that is where dropout applies.
+fn is_training<const D: usize>(t: &Tensor<D>) -> bool {
+    t.device().is_autodiff()
+}
+
+/// HF: `attention.output`: projection, dropout, residual, post-LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertSelfOutput {
+    pub dense: Linear,
+    /// HF: `LayerNorm`.
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl BertSelfOutput {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        let h = config.hidden_size;
+        Self {
+            dense: LinearConfig::new(h, h).init(device),
+            layer_norm: LayerNormConfig::new(h)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    pub fn forward(&self, context: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        let x = self.dropout.forward(project(&self.dense, context));
+        self.layer_norm.forward(x + residual)
+    }
+}
+
+/// HF: `encoder.layer.N.attention`.
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    /// HF: `self`.
+    pub self_attention: BertSelfAttention,
+    pub output: BertSelfOutput,
+}
+
+impl BertAttention {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            self_attention: BertSelfAttention::new(config, device),
+            output: BertSelfOutput::new(config, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
+        let context = self.self_attention.forward(x.clone(), mask);
+        self.output.forward(context, x)
+    }
+}
