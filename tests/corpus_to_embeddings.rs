@@ -8,7 +8,8 @@ use std::process::Command;
 
 use bert_model::BackendKind;
 use bert_model::embed::BertEmbedding;
-use bert_pipeline::build::{BuildConfig, BuildOptions, build};
+use bert_pipeline::build::{BuildOptions, build};
+use bert_pipeline::config::BuildConfig;
 use bert_train::pretrain::{ModelSource, PretrainConfig, RunOptions, train};
 
 const SENTENCES: [&str; 3] = [

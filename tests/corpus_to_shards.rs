@@ -5,7 +5,8 @@ use std::path::Path;
 
 use bert_core::vocab::Vocab;
 use bert_pipeline::ShardSet;
-use bert_pipeline::build::{BuildConfig, BuildOptions, build};
+use bert_pipeline::build::{BuildOptions, build};
+use bert_pipeline::config::BuildConfig;
 
 #[test]
 fn sample_corpus_round_trips_through_the_shard_reader() {

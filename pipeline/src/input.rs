@@ -9,32 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 
+use crate::config::{InputFormat, OnInvalidUtf8, ReadStats};
 use crate::splitter::split_sentences;
-
-/// How input text is laid out.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum InputFormat {
-    /// BERT's format: one sentence per line, a blank line between documents.
-    Sentences,
-    /// Ordinary prose: paragraphs of wrapped lines, split into sentences for you; each file
-    /// is a document.
-    Raw,
-}
-
-/// What to do with a line that is not valid UTF-8.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum OnInvalidUtf8 {
-    /// Stop with the file and line number.
-    Fail,
-    /// Skip the line and count it.
-    Skip,
-}
 
 /// A document longer than this is cut at a sentence (or paragraph) boundary, so one huge
 /// document without blank lines cannot blow the memory bound.
@@ -116,25 +92,6 @@ impl TextDocument {
     fn push(&mut self, sentence: String) {
         self.bytes += sentence.len();
         self.sentences.push(sentence);
-    }
-}
-
-/// Counters a reader keeps while streaming.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ReadStats {
-    pub files: u64,
-    pub lines: u64,
-    pub invalid_utf8_lines_skipped: u64,
-    pub documents_split_for_size: u64,
-}
-
-impl ReadStats {
-    /// Adds another reader's counts (merging workers' manifests).
-    pub fn add(&mut self, other: &ReadStats) {
-        self.files += other.files;
-        self.lines += other.lines;
-        self.invalid_utf8_lines_skipped += other.invalid_utf8_lines_skipped;
-        self.documents_split_for_size += other.documents_split_for_size;
     }
 }
 

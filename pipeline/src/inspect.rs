@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::instances::Instance;
+use crate::shards::Instance;
 use crate::shards::reader::ShardSet;
 use bert_core::vocab::Vocab;
 

@@ -5,6 +5,7 @@
 //! [`merge::merge`]; [`shards::ShardSet`] is the reader every consumer uses.
 
 pub mod build;
+pub mod config;
 pub mod input;
 pub mod inspect;
 pub mod instances;
@@ -14,5 +15,4 @@ pub mod merge;
 pub mod shards;
 pub mod splitter;
 
-pub use instances::Instance;
-pub use shards::ShardSet;
+pub use shards::{Instance, ShardSet};

@@ -14,8 +14,8 @@ use anyhow::{Context, Result, ensure};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::instances::Instance;
 use crate::masking::{MaskingParams, MaskingVocab, mask_tokens};
+use crate::shards::Instance;
 use crate::shards::{Shard, ShardSet};
 use bert_core::rng;
 
@@ -286,7 +286,8 @@ impl Drop for BatchLoader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{BuildConfig, BuildOptions, build};
+    use crate::build::{BuildOptions, build};
+    use crate::config::BuildConfig;
 
     fn shards(dir: &std::path::Path) -> ShardSet {
         let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-corpus/persuasion.txt");

@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bert_core::vocab;
-use bert_pipeline::build::{BuildConfig, BuildOptions, build};
-use bert_pipeline::input::{InputFormat, OnInvalidUtf8};
+use bert_pipeline::build::{BuildOptions, build};
+use bert_pipeline::config::{BuildConfig, InputFormat, OnInvalidUtf8};
 use bert_pipeline::{inspect, merge};
 use clap::{Args, Parser, Subcommand};
 

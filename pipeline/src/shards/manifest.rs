@@ -6,8 +6,7 @@ use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::schema::TokenIdType;
-use crate::build::BuildConfig;
-use crate::input::ReadStats;
+use crate::config::{BuildConfig, ReadStats};
 
 pub const FORMAT_NAME: &str = "bert-pipeline-shards";
 pub const FORMAT_VERSION: u32 = 1;

@@ -8,7 +8,7 @@ use arrow::ipc::reader::FileReader;
 
 use super::manifest::{Manifest, Shard};
 use super::schema::{from_record_batch, shard_schema};
-use crate::instances::Instance;
+use crate::shards::Instance;
 
 /// A shard directory opened through its manifest.
 pub struct ShardSet {

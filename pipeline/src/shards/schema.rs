@@ -11,7 +11,7 @@ use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, Schema, SchemaRef, UInt8Type, UInt16Type, UInt32Type,
 };
 
-use crate::instances::Instance;
+use crate::shards::Instance;
 
 /// Width of token ids: u16 while the vocabulary fits (every bundled one does), else u32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

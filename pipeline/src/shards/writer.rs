@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::Shard;
 use super::schema::{TokenIdType, shard_schema, to_record_batch};
-use crate::instances::Instance;
+use crate::shards::Instance;
 use bert_core::fsutil;
 
 /// Rows per Arrow record batch inside a shard.

@@ -5,35 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
+use super::optim::OptimizerKind;
 use super::precision::Precision;
 use bert_model::backend::BackendKind;
 use bert_model::modules::{BertConfig, ZOO_NAMES};
-
-/// `--optimizer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// GluonNLP's BERTAdam: AdamW without bias correction (as Google's BERT).
-    BertAdam,
-    /// AdamW with bias correction (PyTorch's / HuggingFace's).
-    AdamW,
-    /// LAMB (You et al. 2019, GluonNLP's `lamb`): the bias-corrected Adam update plus weight
-    /// decay, scaled per tensor by the trust ratio `|w| / |update|`.
-    Lamb,
-}
-
-impl core::str::FromStr for OptimizerKind {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "bertadam" => Ok(Self::BertAdam),
-            "adamw" => Ok(Self::AdamW),
-            "lamb" => Ok(Self::Lamb),
-            other => bail!("unknown --optimizer {other:?}; expected bertadam, adamw or lamb"),
-        }
-    }
-}
 
 /// `--model`: a model-zoo name or a HuggingFace model directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

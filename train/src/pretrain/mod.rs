@@ -28,7 +28,8 @@ pub mod state;
 pub mod step;
 pub mod trainer;
 
-pub use config::{ModelSource, OptimizerKind, PretrainConfig};
+pub use config::{ModelSource, PretrainConfig};
 pub use eval::{EvalResult, evaluate};
+pub use optim::OptimizerKind;
 pub use precision::Precision;
 pub use trainer::{RunOptions, Summary, train};

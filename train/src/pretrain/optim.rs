@@ -12,14 +12,40 @@
 //! weight decay 0), and gradients are clipped to a global L2 norm first: burn-optim's
 //! `GradientClipping::Norm` clips each tensor on its own, which is not what BERT does.
 
+use anyhow::bail;
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{
     AdamWConfig, AdaptiveMomentumState, GradientsParams, LambConfig, LearningRate, ModuleOptimizer,
     Optimizer,
 };
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use super::config::OptimizerKind;
+/// `--optimizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// GluonNLP's BERTAdam: AdamW without bias correction (as Google's BERT).
+    BertAdam,
+    /// AdamW with bias correction (PyTorch's / HuggingFace's).
+    AdamW,
+    /// LAMB (You et al. 2019, GluonNLP's `lamb`): the bias-corrected Adam update plus weight
+    /// decay, scaled per tensor by the trust ratio `|w| / |update|`.
+    Lamb,
+}
+
+impl core::str::FromStr for OptimizerKind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "bertadam" => Ok(Self::BertAdam),
+            "adamw" => Ok(Self::AdamW),
+            "lamb" => Ok(Self::Lamb),
+            other => bail!("unknown --optimizer {other:?}; expected bertadam, adamw or lamb"),
+        }
+    }
+}
 
 /// Adam's moment estimates, as BERT uses them.
 const BETA_1: f32 = 0.9;

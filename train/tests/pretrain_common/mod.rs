@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use bert_pipeline::build::{BuildConfig, BuildOptions, build};
+use bert_pipeline::build::{BuildOptions, build};
+use bert_pipeline::config::BuildConfig;
 use bert_train::pretrain::{ModelSource, PretrainConfig};
 
 /// The first `bytes` of the sample corpus, cut at a line end, as a corpus file in `dir`.
