@@ -69,6 +69,26 @@ fn write_config(dir: &Path, config: &BertConfig, architecture: &str) -> Result<(
     write_atomic(&dir.join("config.json"), config.to_json_string().as_bytes())
 }
 
+/// Write `vocab.txt`: one token per line, line number = id.
+pub fn write_vocab_txt<S: AsRef<str>>(dir: &Path, tokens: &[S]) -> Result<()> {
+    let mut text = tokens
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.push('\n');
+    write_atomic(&dir.join("vocab.txt"), text.as_bytes())
+}
+
+/// HF's `tokenizer_config.json` for a BERT WordPiece vocabulary.
+pub fn bert_tokenizer_config(lowercase: bool, model_max_length: usize) -> serde_json::Value {
+    serde_json::json!({
+        "do_lower_case": lowercase,
+        "tokenizer_class": "BertTokenizer",
+        "model_max_length": model_max_length,
+    })
+}
+
 /// Copy the tokenizer files of `source_dir` (if any) next to the weights.
 pub fn copy_tokenizer_files(source_dir: &Path, dir: &Path) -> Result<()> {
     for name in [

@@ -15,8 +15,8 @@ pub mod keys;
 pub use dir::{load_model_dir, load_pretraining_dir, load_tokenizer, read_config, weights_path};
 #[cfg(not(target_arch = "wasm32"))]
 pub use export::{
-    copy_tokenizer_files, save_bert_for_pretraining, save_bert_model, save_hf_model,
-    to_hf_safetensors,
+    bert_tokenizer_config, copy_tokenizer_files, save_bert_for_pretraining, save_bert_model,
+    save_hf_model, to_hf_safetensors, write_vocab_txt,
 };
 pub use import::{
     HfTensors, LoadReport, load_bert_for_pretraining, load_bert_for_question_answering,

@@ -47,6 +47,21 @@ impl BertInput {
         pad_id: u32,
         device: &Device,
     ) -> Result<Self, BertError> {
+        let rows: alloc::vec::Vec<&[u32]> = ids.iter().map(|s| s.as_slice()).collect();
+        let longest = rows.iter().map(|s| s.len()).max().unwrap_or(0);
+        Self::padded(&rows, None, pad_id, longest, device)
+    }
+
+    /// The one place where token ids become a batch: `ids` (with their `segments`, or all
+    /// segment 0) padded with `pad_id` to `seq` tokens — at least the longest row, more when
+    /// the caller pads to a multiple — with the attention mask that hides the padding.
+    pub fn padded(
+        ids: &[&[u32]],
+        segments: Option<&[&[u32]]>,
+        pad_id: u32,
+        seq: usize,
+        device: &Device,
+    ) -> Result<Self, BertError> {
         let batch = ids.len();
         if batch == 0 {
             return Err(BertError::Input("empty batch".into()));
@@ -56,13 +71,24 @@ impl BertInput {
                 "sequence {i} has no tokens"
             )));
         }
-        let seq = ids.iter().map(|s| s.len()).max().unwrap_or(0);
+        if let Some(i) = ids.iter().position(|s| s.len() > seq) {
+            return Err(BertError::Input(alloc::format!(
+                "sequence {i} has {} tokens, more than the batch's {seq}",
+                ids[i].len()
+            )));
+        }
         let mut flat_ids = alloc::vec![pad_id as i64; batch * seq];
+        let mut flat_types = alloc::vec![0i64; batch * seq];
         let mut flat_mask = alloc::vec![0i64; batch * seq];
         for (row, s) in ids.iter().enumerate() {
             for (col, &id) in s.iter().enumerate() {
                 flat_ids[row * seq + col] = id as i64;
                 flat_mask[row * seq + col] = 1;
+            }
+            if let Some(segments) = segments {
+                for (col, &ty) in segments[row].iter().take(s.len()).enumerate() {
+                    flat_types[row * seq + col] = ty as i64;
+                }
             }
         }
         let tensor = |data: alloc::vec::Vec<i64>| {
@@ -71,7 +97,7 @@ impl BertInput {
         Ok(Self {
             input_ids: tensor(flat_ids),
             attention_mask: tensor(flat_mask),
-            token_type_ids: Tensor::zeros([batch, seq], device),
+            token_type_ids: tensor(flat_types),
         })
     }
 }

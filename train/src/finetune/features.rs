@@ -106,21 +106,13 @@ impl ClassifierBatch {
             bail!("empty batch");
         }
         let seq = padding.length(longest);
-        let mut ids = vec![padding.id as i64; rows * seq];
-        let mut types = vec![0i64; rows * seq];
-        let mut mask = vec![0i64; rows * seq];
-        let mut tokens = 0;
-        for (row, f) in features.iter().enumerate() {
-            for (col, (&id, &ty)) in f.input_ids.iter().zip(&f.token_type_ids).enumerate() {
-                ids[row * seq + col] = id as i64;
-                types[row * seq + col] = ty as i64;
-                mask[row * seq + col] = 1;
-            }
-            tokens += f.input_ids.len();
-        }
-        let ints = |data: Vec<i64>| {
-            Tensor::<2, Int>::from_data(TensorData::new(data, [rows, seq]), device)
-        };
+        let ids: Vec<&[u32]> = features.iter().map(|f| f.input_ids.as_slice()).collect();
+        let types: Vec<&[u32]> = features
+            .iter()
+            .map(|f| f.token_type_ids.as_slice())
+            .collect();
+        let input = BertInput::padded(&ids, Some(&types), padding.id, seq, device)?;
+        let tokens = ids.iter().map(|s| s.len()).sum();
         let mut classes = Vec::new();
         let mut scores = Vec::new();
         for f in features {
@@ -132,11 +124,7 @@ impl ClassifierBatch {
         }
         let all = |n: usize| n == rows;
         Ok(Self {
-            input: BertInput {
-                input_ids: ints(ids),
-                attention_mask: ints(mask),
-                token_type_ids: ints(types),
-            },
+            input,
             classes: all(classes.len())
                 .then(|| Tensor::from_data(TensorData::new(classes, [rows]), device)),
             scores: all(scores.len())

@@ -14,8 +14,8 @@ use crate::pretrain::ModelSource;
 use crate::pretrain::init::init_from_scratch;
 use bert_core::fsutil::write_atomic;
 use bert_model::checkpoint::{
-    HfTensors, copy_tokenizer_files, load_bert_for_sequence_classification, load_bert_model,
-    load_tokenizer, read_config, weights_path,
+    HfTensors, bert_tokenizer_config, copy_tokenizer_files, load_bert_for_sequence_classification,
+    load_bert_model, load_tokenizer, read_config, weights_path, write_vocab_txt,
 };
 use bert_model::modules::{BertConfig, BertForSequenceClassification, BertModel};
 
@@ -185,13 +185,8 @@ impl ModelFiles {
             let mut vocab: Vec<(String, u32)> =
                 self.tokenizer.get_vocab(false).into_iter().collect();
             vocab.sort_by_key(|(_, id)| *id);
-            let mut text = vocab
-                .into_iter()
-                .map(|(token, _)| token)
-                .collect::<Vec<_>>()
-                .join("\n");
-            text.push('\n');
-            write_atomic(&dir.join("vocab.txt"), text.as_bytes())?;
+            let tokens: Vec<String> = vocab.into_iter().map(|(token, _)| token).collect();
+            write_vocab_txt(dir, &tokens)?;
         }
         let config_path = dir.join("tokenizer_config.json");
         let mut tokenizer_config = std::fs::read_to_string(&config_path)
@@ -199,11 +194,7 @@ impl ModelFiles {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .filter(serde_json::Value::is_object)
             .unwrap_or_else(|| {
-                serde_json::json!({
-                    "do_lower_case": self.lowercase,
-                    "tokenizer_class": "BertTokenizer",
-                    "model_max_length": self.config.max_position_embeddings,
-                })
+                bert_tokenizer_config(self.lowercase, self.config.max_position_embeddings)
             });
         if let Some(n) = model_max_length {
             tokenizer_config["model_max_length"] = n.into();

@@ -25,7 +25,8 @@ use super::state::{self, STATE_VERSION, TrainState};
 use super::step::{MicroBatch, RankWork, StepSettings, train_step};
 use bert_core::fsutil::write_atomic;
 use bert_model::checkpoint::{
-    copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining,
+    bert_tokenizer_config, copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining,
+    write_vocab_txt,
 };
 use bert_model::modules::{BertConfig, BertForPreTraining};
 
@@ -187,14 +188,9 @@ fn write_final(
         }
         _ => {
             let vocab = shard_vocab(manifest)?;
-            let mut text = vocab.tokens.join("\n");
-            text.push('\n');
-            write_atomic(&dir.join("vocab.txt"), text.as_bytes())?;
-            let tokenizer_config = serde_json::json!({
-                "do_lower_case": vocab.lowercase,
-                "tokenizer_class": "BertTokenizer",
-                "model_max_length": bert_config.max_position_embeddings,
-            });
+            write_vocab_txt(&dir, &vocab.tokens)?;
+            let tokenizer_config =
+                bert_tokenizer_config(vocab.lowercase, bert_config.max_position_embeddings);
             write_atomic(
                 &dir.join("tokenizer_config.json"),
                 serde_json::to_string_pretty(&tokenizer_config)?.as_bytes(),

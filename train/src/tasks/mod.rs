@@ -3,4 +3,5 @@
 
 pub mod glue;
 pub mod metrics;
+pub mod squad;
 pub mod squad_eval;

@@ -8,50 +8,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-#[derive(Deserialize)]
-pub struct Dataset {
-    pub version: String,
-    pub data: Vec<Article>,
-}
-
-#[derive(Deserialize)]
-pub struct Article {
-    pub paragraphs: Vec<Paragraph>,
-}
-
-#[derive(Deserialize)]
-pub struct Paragraph {
-    pub qas: Vec<Question>,
-}
-
-#[derive(Deserialize)]
-pub struct Question {
-    pub id: String,
-    pub answers: Vec<Answer>,
-    /// SQuAD 2.0 only.
-    #[serde(default)]
-    pub is_impossible: Option<bool>,
-}
-
-#[derive(Deserialize)]
-pub struct Answer {
-    pub text: String,
-}
-
-impl Dataset {
-    /// SQuAD 2.0: its version says so (`v2.0`) or a question carries `is_impossible`.
-    pub fn is_v2(&self) -> bool {
-        self.version.trim_start_matches('v').starts_with('2')
-            || self.questions().any(|q| q.is_impossible.is_some())
-    }
-
-    fn questions(&self) -> impl Iterator<Item = &Question> {
-        self.data
-            .iter()
-            .flat_map(|a| &a.paragraphs)
-            .flat_map(|p| &p.qas)
-    }
-}
+pub use super::squad::Dataset;
 
 /// A JSON object of numbers in file order (Python dicts keep it, and ties in the
 /// best-threshold search are broken by it).

@@ -7,41 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-struct RawDataset {
-    #[serde(default)]
-    version: Option<String>,
-    data: Vec<RawArticle>,
-}
-
-#[derive(Deserialize)]
-struct RawArticle {
-    paragraphs: Vec<RawParagraph>,
-}
-
-#[derive(Deserialize)]
-struct RawParagraph {
-    context: String,
-    qas: Vec<RawQa>,
-}
-
-#[derive(Deserialize)]
-struct RawQa {
-    id: String,
-    question: String,
-    #[serde(default)]
-    answers: Vec<RawAnswer>,
-    #[serde(default)]
-    is_impossible: bool,
-}
-
-#[derive(Deserialize)]
-struct RawAnswer {
-    text: String,
-    answer_start: usize,
-}
+use crate::tasks::squad::Dataset;
 
 /// One question.
 #[derive(Debug, Clone)]
@@ -60,6 +27,8 @@ pub struct SquadData {
     pub examples: Vec<SquadExample>,
     pub bad_offsets: usize,
     pub version_2: bool,
+    /// The file as parsed (the article range only): what the official evaluation scores.
+    pub dataset: Dataset,
 }
 
 /// Byte offset of the `chars`-th character of `s` (Python indexes strings by code point).
@@ -78,33 +47,21 @@ pub fn read_squad(
     articles: Option<Range<usize>>,
     training: bool,
 ) -> Result<SquadData> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let raw: RawDataset = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a SQuAD JSON file", path.display()))?;
-    let n = raw.data.len();
-    let range = articles.unwrap_or(0..n);
-    if range.end > n || range.start >= range.end {
-        bail!(
-            "{} has {n} articles; the range {}..{} is outside it or empty",
-            path.display(),
-            range.start,
-            range.end
-        );
+    let raw = Dataset::read(path, articles)?;
+    if raw.data.is_empty() {
+        bail!("{} has no articles", path.display());
     }
-    let mut version_2 = raw
-        .version
-        .as_deref()
-        .is_some_and(|v| v.trim_start_matches('v').starts_with('2'));
+    let mut version_2 = raw.version.trim_start_matches('v').starts_with('2');
     let mut examples = Vec::new();
     let mut bad_offsets = 0;
-    for article in &raw.data[range] {
+    for article in &raw.data {
         for paragraph in &article.paragraphs {
             let context: Arc<str> = Arc::from(paragraph.context.as_str());
             for qa in &paragraph.qas {
-                version_2 |= qa.is_impossible;
+                let is_impossible = qa.is_impossible.unwrap_or(false);
+                version_2 |= is_impossible;
                 let answer = match qa.answers.first() {
-                    Some(a) if !qa.is_impossible => {
+                    Some(a) if !is_impossible => {
                         let start = byte_offset(&context, a.answer_start);
                         let range = start.map(|s| s..s + a.text.len());
                         match range {
@@ -125,7 +82,7 @@ pub fn read_squad(
                     question: qa.question.clone(),
                     context: context.clone(),
                     answer,
-                    is_impossible: qa.is_impossible,
+                    is_impossible,
                 });
             }
         }
@@ -134,6 +91,7 @@ pub fn read_squad(
         examples,
         bad_offsets,
         version_2,
+        dataset: raw,
     })
 }
 

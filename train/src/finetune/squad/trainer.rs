@@ -23,7 +23,7 @@ use crate::pretrain::precision::{LossScale, check_device, compute_model, to_f32}
 use crate::pretrain::progress::Progress;
 use crate::pretrain::schedule::LinearSchedule;
 use crate::pretrain::{ModelSource, OptimizerKind, Precision};
-use crate::tasks::squad_eval::{Dataset, evaluate_v1, evaluate_v2};
+use crate::tasks::squad_eval::{evaluate_v1, evaluate_v2};
 use bert_core::fsutil::write_atomic;
 use bert_core::rng::{HEAD_SEED_SALT, mix};
 use bert_model::BackendKind;
@@ -70,42 +70,29 @@ pub struct SquadSummary {
     pub answers: Answers,
 }
 
+/// A batch of windows padded with the tokenizer's `[PAD]`, and their answer positions.
 fn batch(
     features: &[&SquadFeature],
+    pad_id: u32,
     device: &Device,
-) -> (BertInput, Tensor<1, Int>, Tensor<1, Int>) {
+) -> Result<(BertInput, Tensor<1, Int>, Tensor<1, Int>)> {
     let rows = features.len();
-    let seq = features
+    let ids: Vec<&[u32]> = features.iter().map(|f| f.input_ids.as_slice()).collect();
+    let types: Vec<&[u32]> = features
         .iter()
-        .map(|f| f.input_ids.len())
-        .max()
-        .unwrap_or(1);
-    let (mut ids, mut types, mut mask) = (
-        vec![0i64; rows * seq],
-        vec![0i64; rows * seq],
-        vec![0i64; rows * seq],
-    );
-    for (r, f) in features.iter().enumerate() {
-        for (c, (&id, &ty)) in f.input_ids.iter().zip(&f.token_type_ids).enumerate() {
-            ids[r * seq + c] = id as i64;
-            types[r * seq + c] = ty as i64;
-            mask[r * seq + c] = 1;
-        }
-    }
-    let ints = |d: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(d, [rows, seq]), device);
+        .map(|f| f.token_type_ids.as_slice())
+        .collect();
+    let seq = ids.iter().map(|s| s.len()).max().unwrap_or(1);
+    let input = BertInput::padded(&ids, Some(&types), pad_id, seq, device)?;
     let positions = |f: &dyn Fn(&SquadFeature) -> usize| {
         let v: Vec<i64> = features.iter().map(|x| f(x) as i64).collect();
         Tensor::<1, Int>::from_data(TensorData::new(v, [rows]), device)
     };
-    (
-        BertInput {
-            input_ids: ints(ids),
-            attention_mask: ints(mask),
-            token_type_ids: ints(types),
-        },
+    Ok((
+        input,
         positions(&|f| f.start_position),
         positions(&|f| f.end_position),
-    )
+    ))
 }
 
 /// Mean of the start and end cross-entropies, in float32 (padding positions are real logits of
@@ -113,23 +100,25 @@ fn batch(
 fn span_loss(
     model: &BertForQuestionAnswering,
     features: &[&SquadFeature],
+    pad_id: u32,
     device: &Device,
-) -> Tensor<1> {
+) -> Result<Tensor<1>> {
     let rows = features.len();
-    let (input, starts, ends) = batch(features, device);
+    let (input, starts, ends) = batch(features, pad_id, device)?;
     let spans = model.forward(input);
     let ce = |logits: Tensor<2>, gold: Tensor<1, Int>| {
         -log_softmax(to_f32(logits), 1)
             .gather(1, gold.reshape([rows, 1]))
             .mean()
     };
-    (ce(spans.start, starts) + ce(spans.end, ends)).div_scalar(2.0)
+    Ok((ce(spans.start, starts) + ce(spans.end, ends)).div_scalar(2.0))
 }
 
 fn predict(
     model: &BertForQuestionAnswering,
     features: &[SquadFeature],
     batch_size: usize,
+    pad_id: u32,
     dtype: Precision,
 ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
     let model = compute_model(&model.valid(), dtype);
@@ -138,7 +127,7 @@ fn predict(
     for chunk in features.chunks(batch_size) {
         let refs: Vec<&SquadFeature> = chunk.iter().collect();
         let seq = chunk.iter().map(|f| f.input_ids.len()).max().unwrap_or(1);
-        let spans = model.forward(batch(&refs, &device).0);
+        let spans = model.forward(batch(&refs, pad_id, &device)?.0);
         let read = |t: Tensor<2>| {
             t.into_data()
                 .convert::<f32>()
@@ -181,6 +170,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
     )?;
     files.check_max_len(config.window.max_seq_length, "--max-seq-length")?;
     let tokenizer = features_tokenizer(&files.tokenizer)?;
+    let pad_id = crate::finetune::features::pad_id(&tokenizer);
     let training = config.train_file.is_some();
     let base = config.backend.device()?;
     check_device(config.dtype, &base, config.backend)?;
@@ -270,7 +260,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
                         device.seed(mix(config.seed, step, micro as u64));
                         let rows: Vec<&SquadFeature> =
                             group[micro].iter().map(|&i| &features[i]).collect();
-                        Ok(span_loss(compute, &rows, &device))
+                        span_loss(compute, &rows, pad_id, &device)
                     },
                 )
                 .with_context(|| format!("step {step}: lower --lr"))?;
@@ -318,7 +308,13 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
     let data = read_squad(&config.predict_file, config.predict_articles.clone(), false)?;
     let version_2 = config.version_2 || data.version_2;
     let features = squad_features(&tokenizer, &data.examples, config.window)?;
-    let logits = predict(&model, &features, config.test_batch_size, config.dtype)?;
+    let logits = predict(
+        &model,
+        &features,
+        config.test_batch_size,
+        pad_id,
+        config.dtype,
+    )?;
     let params = AnswerParams {
         version_2,
         ..config.answers
@@ -340,17 +336,13 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
         )?;
     }
     // Score against the same questions (the article range, when given).
-    let text = std::fs::read_to_string(&config.predict_file)?;
-    let mut dataset: Dataset = serde_json::from_str(&text)?;
-    if let Some(r) = &config.predict_articles {
-        dataset.data = dataset.data.drain(r.clone()).collect();
-    }
+    let dataset = &data.dataset;
     let preds = answers.predictions.iter().cloned().collect();
     let evaluation = if version_2 {
         let odds = answers.null_odds.clone();
-        evaluate_v2(&dataset, &preds, Some(&odds), 1.0)?.0
+        evaluate_v2(dataset, &preds, Some(&odds), 1.0)?.0
     } else {
-        evaluate_v1(&dataset, &preds).0
+        evaluate_v1(dataset, &preds).0
     };
     note(
         config,
