@@ -6,11 +6,11 @@
 use bert_model::modules::{BertConfig, BertForSequenceClassification};
 use bert_train::finetune::classifier::train_step;
 use bert_train::finetune::features::{ClassifierBatch, Feature};
-use bert_train::finetune::optim::build_optimizer;
-use bert_train::finetune::step::{StepSettings, after_step};
-use bert_train::pretrain::precision::LossScale;
-use bert_train::pretrain::{OptimizerKind, Precision};
 use bert_train::tasks::glue::Label;
+use bert_train::training::optim::build_optimizer_with_epsilon as build_optimizer;
+use bert_train::training::precision::LossScale;
+use bert_train::training::step::{StepSettings, after_step, single_rank};
+use bert_train::training::{OptimizerKind, Precision};
 use burn::module::Module;
 use burn::prelude::*;
 
@@ -67,7 +67,7 @@ fn losses(
     device: &Device,
 ) -> (Vec<f64>, usize) {
     let mut model = model.clone();
-    let mut optimizer = build_optimizer(OptimizerKind::BertAdam, 0.01, 1e-6).unwrap();
+    let mut optimizer = build_optimizer(OptimizerKind::BertAdam, 0.01, 1e-6);
     let mut scale = precision.needs_loss_scaling().then(LossScale::new);
     let (mut out, mut skipped) = (Vec::new(), 0);
     while out.len() < STEPS {
@@ -79,9 +79,8 @@ fn losses(
         let (next, outcome) = train_step(
             model,
             &mut optimizer,
-            batches,
+            single_rank(device, batches, |_| None),
             settings(precision, loss_scale),
-            |_| {},
         )
         .unwrap();
         model = next;
@@ -171,10 +170,16 @@ fn an_overflowing_float16_step_is_skipped() {
         )
     };
     let before = weights(&model);
-    let mut optimizer = build_optimizer(OptimizerKind::BertAdam, 0.01, 1e-6).unwrap();
+    let mut optimizer = build_optimizer(OptimizerKind::BertAdam, 0.01, 1e-6);
     // float16 tops out at 65504: gradients scaled by 1e30 become infinite on their way back.
     let huge = settings(Precision::Float16, 1e30);
-    let (model, outcome) = train_step(model, &mut optimizer, batch(), huge, |_| {}).unwrap();
+    let (model, outcome) = train_step(
+        model,
+        &mut optimizer,
+        single_rank(&device, batch(), |_| None),
+        huge,
+    )
+    .unwrap();
     assert!(outcome.overflowed, "{outcome:?}");
     assert!(outcome.loss.is_finite(), "the loss itself is float32");
     assert_eq!(weights(&model), before, "a skipped step leaves the weights");
@@ -193,7 +198,13 @@ fn an_overflowing_float16_step_is_skipped() {
         loss_scale: 1024.0,
         ..huge
     };
-    let (model, outcome) = train_step(model, &mut optimizer, batch(), sane, |_| {}).unwrap();
+    let (model, outcome) = train_step(
+        model,
+        &mut optimizer,
+        single_rank(&device, batch(), |_| None),
+        sane,
+    )
+    .unwrap();
     assert!(!outcome.overflowed && outcome.grad_norm.is_finite() && outcome.grad_norm > 0.0);
     assert_ne!(weights(&model).0, before.0);
     assert_eq!(after_step(&mut scale, 4, &outcome), None);

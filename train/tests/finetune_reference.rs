@@ -10,10 +10,10 @@ use bert_model::BackendKind;
 use bert_model::checkpoint::{HfTensors, load_bert_for_sequence_classification, read_config};
 use bert_train::finetune::classifier::train_step;
 use bert_train::finetune::features::{ClassifierBatch, Feature};
-use bert_train::finetune::optim::build_optimizer;
-use bert_train::finetune::step::StepSettings;
-use bert_train::pretrain::OptimizerKind;
 use bert_train::tasks::glue::Label;
+use bert_train::training::OptimizerKind;
+use bert_train::training::optim::build_optimizer_with_epsilon as build_optimizer;
+use bert_train::training::step::{StepSettings, single_rank};
 use burn::module::Module;
 
 const STEPS: usize = 6;
@@ -119,14 +119,19 @@ fn bertadam_steps_agree_with_pytorch() {
     let (model, _) =
         load_bert_for_sequence_classification(&bert_config, 3, &weights, &device).unwrap();
     let mut model = model.train();
-    let mut optimizer = build_optimizer(OptimizerKind::BertAdam, 0.01, 1e-6).unwrap();
+    let mut optimizer = build_optimizer(OptimizerKind::BertAdam, 0.01, 1e-6);
     let (mut losses, mut norms) = (Vec::new(), Vec::new());
     for _ in 0..STEPS {
         let refs: Vec<&Feature> = features.iter().collect();
         let batch = ClassifierBatch::new(&refs, 0, &device).unwrap();
         let settings = StepSettings::float32(LR, 1.0);
-        let (next, outcome) =
-            train_step(model, &mut optimizer, vec![batch], settings, |_| {}).unwrap();
+        let (next, outcome) = train_step(
+            model,
+            &mut optimizer,
+            single_rank(&device, vec![batch], |_| None),
+            settings,
+        )
+        .unwrap();
         model = next;
         losses.push(outcome.loss);
         norms.push(outcome.grad_norm);

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use crate::pretrain_common::*;
 use bert_model::modules::BertForPreTraining;
 use bert_train::pretrain::init::init_from_scratch;
-use bert_train::pretrain::{OptimizerKind, RunOptions, evaluate, train};
+use bert_train::pretrain::{RunOptions, evaluate, train};
+use bert_train::training::OptimizerKind;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 

@@ -9,9 +9,11 @@ use bert_model::modules::{BertConfig, BertForPreTraining};
 use bert_pipeline::Instance;
 use bert_pipeline::loader::{LoaderPosition, collate};
 use bert_train::pretrain::loss::BatchTensors;
-use bert_train::pretrain::optim::build_optimizer;
-use bert_train::pretrain::step::{MicroBatch, RankWork, StepSettings, train_step};
-use bert_train::pretrain::{OptimizerKind, RunOptions, train};
+use bert_train::pretrain::step::train_step;
+use bert_train::pretrain::{RunOptions, train};
+use bert_train::training::OptimizerKind;
+use bert_train::training::optim::build_optimizer;
+use bert_train::training::step::{MicroBatch, RankWork, StepSettings};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::SgdConfig;
 use burn::prelude::*;
@@ -100,7 +102,7 @@ enum Update {
 fn train_three_steps(
     model: &BertForPreTraining,
     update: Update,
-    split: impl Fn() -> Vec<RankWork>,
+    split: impl Fn() -> Vec<RankWork<BatchTensors>>,
 ) -> BertForPreTraining {
     let mut model = model.clone();
     let mut optimizer = match update {
@@ -133,10 +135,10 @@ fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn one(device: &Device, rows: &[Instance]) -> MicroBatch {
+fn one(device: &Device, rows: &[Instance]) -> MicroBatch<BatchTensors> {
     MicroBatch {
-        tensors: tensors(rows, device),
-        seed: 0,
+        data: tensors(rows, device),
+        seed: Some(0),
     }
 }
 

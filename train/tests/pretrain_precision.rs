@@ -7,9 +7,11 @@ use bert_model::modules::{BertConfig, BertForPreTraining};
 use bert_pipeline::Instance;
 use bert_pipeline::loader::{LoaderPosition, collate};
 use bert_train::pretrain::loss::BatchTensors;
-use bert_train::pretrain::optim::build_optimizer;
-use bert_train::pretrain::step::{StepSettings, single, train_step};
-use bert_train::pretrain::{OptimizerKind, Precision, RunOptions, train};
+use bert_train::pretrain::step::{single, train_step};
+use bert_train::pretrain::{RunOptions, train};
+use bert_train::training::optim::build_optimizer;
+use bert_train::training::step::StepSettings;
+use bert_train::training::{OptimizerKind, Precision};
 use burn::module::Module;
 use burn::prelude::*;
 

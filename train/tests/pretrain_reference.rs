@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use bert_model::checkpoint::load_pretraining_dir;
 use bert_pipeline::Instance;
 use bert_pipeline::loader::{LoaderPosition, collate};
-use bert_train::pretrain::OptimizerKind;
 use bert_train::pretrain::loss::{BatchStats, BatchTensors, pretraining_losses};
-use bert_train::pretrain::optim::build_optimizer;
-use bert_train::pretrain::schedule::LinearSchedule;
-use bert_train::pretrain::step::{StepSettings, single, train_step};
+use bert_train::pretrain::step::{single, train_step};
+use bert_train::training::OptimizerKind;
+use bert_train::training::optim::build_optimizer;
+use bert_train::training::schedule::LinearSchedule;
+use bert_train::training::step::StepSettings;
 use burn::module::Module;
 use burn::prelude::*;
 

@@ -8,7 +8,8 @@ use std::fs;
 use std::path::Path;
 
 use crate::pretrain_common::*;
-use bert_train::pretrain::{OptimizerKind, RunOptions, train};
+use bert_train::pretrain::{RunOptions, train};
+use bert_train::training::OptimizerKind;
 
 /// Every metrics row without its timing columns.
 fn losses(ckpt_dir: &Path) -> Vec<serde_json::Value> {

@@ -1,15 +1,15 @@
 //! `bert-train`: BERT pretraining (masked LM + next sentence) on `bert-pipeline` shards, with
 //! GluonNLP's `run_pretraining.py` flags. Pretraining is the default action; the subcommands
-//! (fine-tuning, SQuAD evaluation, export) live in `bert_train::cli`.
+//! (`finetune-classifier`, `finetune-squad`, `evaluate-squad`, `export`, `convert`) live in
+//! `bert_train::cli`.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use bert_model::BackendKind;
 use bert_train::cli::Command;
-use bert_train::pretrain::{
-    ModelSource, OptimizerKind, Precision, PretrainConfig, RunOptions, train,
-};
+use bert_train::pretrain::{ModelSource, PretrainConfig, RunOptions, train};
+use bert_train::training::{OptimizerKind, Precision};
 use clap::Parser;
 
 const AFTER_HELP: &str = "\

@@ -8,7 +8,8 @@ use crate::finetune::squad::data::parse_range;
 use crate::finetune::squad::features::WindowParams;
 use crate::finetune::squad::postprocess::AnswerParams;
 use crate::finetune::squad::{SquadConfig, run_squad};
-use crate::pretrain::{ModelSource, OptimizerKind, Precision};
+use crate::pretrain::ModelSource;
+use crate::training::{OptimizerKind, Precision};
 use bert_model::BackendKind;
 
 pub const AFTER_HELP: &str = "\
@@ -85,6 +86,9 @@ pub struct FinetuneSquadArgs {
     pub epsilon: f64,
     #[arg(long, alias = "warmup_ratio", default_value_t = 0.1)]
     pub warmup_ratio: f64,
+    /// Gradients are rescaled to at most this global L2 norm (as run_squad.py's 1.0).
+    #[arg(long, alias = "max_grad_norm", default_value_t = 1.0)]
+    pub max_grad_norm: f64,
     #[arg(long, default_value = "bertadam")]
     pub optimizer: String,
     #[arg(long, default_value_t = 2)]
@@ -143,6 +147,7 @@ pub fn run(args: FinetuneSquadArgs) -> Result<()> {
         epsilon: args.epsilon,
         warmup_ratio: args.warmup_ratio,
         weight_decay: 0.01,
+        max_grad_norm: args.max_grad_norm,
         optimizer: args.optimizer.parse::<OptimizerKind>()?,
         seed: args.seed,
         log_interval: args.log_interval,

@@ -24,15 +24,16 @@ use super::features::{
     ClassifierBatch, Feature, Padding, check_vocab, epoch_order, featurize, pad_id,
 };
 use super::model_io::{Head, ModelFiles, Origin, classifier};
-use super::optim::build_optimizer;
-use super::step::{StepOutcome, StepSettings, accumulated_step, after_step, step_settings};
-use crate::pretrain::Precision;
-use crate::pretrain::precision::{LossScale, check_device, compute_model, to_f32};
-use crate::pretrain::progress::Progress;
-use crate::pretrain::schedule::LinearSchedule;
 use crate::tasks::glue::{Example, Split, Task, read_examples};
+use crate::training::Precision;
+use crate::training::optim::build_optimizer_with_epsilon;
+use crate::training::precision::{LossScale, check_device, compute_model, to_f32};
+use crate::training::progress::Progress;
+use crate::training::schedule::LinearSchedule;
+use crate::training::step::{
+    MeanLoss, RankWork, StepOutcome, StepSettings, after_step, micro_batch_seed, single_rank,
+};
 use bert_core::fsutil::write_atomic;
-use bert_core::rng::mix;
 use bert_model::checkpoint::save_hf_model;
 use bert_model::modules::BertForSequenceClassification;
 
@@ -129,13 +130,16 @@ pub fn task_head(task: Task) -> Head {
 
 /// Cross-entropy over classes, or mean-squared error for one output (regression), in float32
 /// whatever the model computes in.
-fn loss(model: &BertForSequenceClassification, batch: ClassifierBatch) -> Result<Tensor<1>> {
+fn loss(model: &BertForSequenceClassification, batch: &ClassifierBatch) -> Result<Tensor<1>> {
     let rows = batch.rows;
-    let logits = to_f32(model.forward(batch.input));
-    if let Some(scores) = batch.scores {
+    let logits = to_f32(model.forward(batch.input.clone()));
+    if let Some(scores) = batch.scores.clone() {
         return Ok((logits.reshape([rows]) - scores).square().mean());
     }
-    let classes = batch.classes.context("a training batch without labels")?;
+    let classes = batch
+        .classes
+        .clone()
+        .context("a training batch without labels")?;
     let log_probs = log_softmax(logits, 1);
     Ok(-log_probs.gather(1, classes.reshape([rows, 1])).mean())
 }
@@ -248,26 +252,22 @@ fn write_test_predictions(
     Ok(written)
 }
 
-/// One optimizer step over `batches` (accumulated micro-batches) as `settings` say (learning
-/// rate, clipping, `--dtype`, loss scale): the mean loss, the gradient norm before clipping,
-/// and whether a float16 overflow skipped the update. `before_micro` runs before each
-/// micro-batch (the trainer reseeds dropout there).
+/// One optimizer step over every rank's micro-batches as `settings` say (learning rate,
+/// clipping, `--dtype`, loss scale): the mean loss, the gradient norm before clipping, and
+/// whether a float16 overflow skipped the update.
 pub fn train_step(
     model: BertForSequenceClassification,
     optimizer: &mut ModuleOptimizer,
-    batches: Vec<ClassifierBatch>,
+    ranks: Vec<RankWork<ClassifierBatch>>,
     settings: StepSettings,
-    mut before_micro: impl FnMut(usize),
 ) -> Result<(BertForSequenceClassification, StepOutcome)> {
-    let n = batches.len();
-    let mut batches = batches.into_iter();
-    accumulated_step(model, optimizer, n, settings, |compute, micro| {
-        before_micro(micro);
-        loss(
-            compute,
-            batches.next().context("fewer batches than counted")?,
-        )
-    })
+    let task = MeanLoss {
+        micro_batches: ranks.iter().map(|r| r.batches.len()).sum(),
+        loss: |model: &BertForSequenceClassification, batch: &ClassifierBatch| loss(model, batch),
+    };
+    let (model, report) =
+        crate::training::step::train_step(model, optimizer, ranks, settings, &task)?;
+    Ok((model, report.outcome()))
 }
 
 /// Append-only log of the run, rewritten whole (atomically) after every epoch.
@@ -368,7 +368,8 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
     let steps_per_epoch = batches_per_epoch.div_ceil(config.accumulate);
     let num_steps = (steps_per_epoch * config.epochs) as u64;
     let schedule = LinearSchedule::new(config.lr, config.warmup_ratio, num_steps);
-    let mut optimizer = build_optimizer(config.optimizer, config.weight_decay, config.epsilon)?;
+    let mut optimizer =
+        build_optimizer_with_epsilon(config.optimizer, config.weight_decay, config.epsilon);
     note(
         config,
         format!(
@@ -421,11 +422,11 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
                 .collect::<Result<Vec<_>>>()?;
             let rows_in_step: usize = micro_batches.iter().map(|b| b.rows).sum();
             let settings =
-                step_settings(lr, config.max_grad_norm, config.dtype, loss_scale.as_ref());
-            let (updated, outcome) =
-                train_step(model, &mut optimizer, micro_batches, settings, |micro| {
-                    device.seed(mix(config.seed, step, micro as u64))
-                })
+                StepSettings::new(lr, config.max_grad_norm, config.dtype, loss_scale.as_ref());
+            let ranks = single_rank(&device, micro_batches, |micro| {
+                Some(micro_batch_seed(config.seed, step, micro))
+            });
+            let (updated, outcome) = train_step(model, &mut optimizer, ranks, settings)
                 .with_context(|| {
                     format!("epoch {epoch}, step {step}: a diverging run needs a lower --lr")
                 })?;

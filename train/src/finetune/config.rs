@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, ensure};
 
-use crate::pretrain::{ModelSource, OptimizerKind, Precision};
+use crate::pretrain::ModelSource;
 use crate::tasks::glue::Task;
+use crate::training::{OptimizerKind, Precision};
 use bert_model::backend::BackendKind;
 
 #[derive(Debug, Clone)]

@@ -6,10 +6,9 @@
 //!   batches padded to their own longest row.
 //! - [`model_io`]: the model from a zoo name or a HF directory (with or without a head), the
 //!   tokenizer beside it, and HF directories with the task keys in `config.json`.
-//! - [`optim`]: BERTAdam / AdamW of pretraining with `--epsilon`.
 //! - [`evaluate`]: predictions over a split, its metrics, GLUE submission files.
-//! - [`step`]: one optimizer step (accumulation, `--dtype` mixed precision, loss scaling).
-//! - [`classifier`]: the training loop.
+//! - [`classifier`]: the task on the training core (`crate::training`): loss, epochs, dev
+//!   evaluation, the best model.
 //! - [`squad`]: question answering on SQuAD 1.1 / 2.0.
 
 pub mod classifier;
@@ -17,9 +16,7 @@ pub mod config;
 pub mod evaluate;
 pub mod features;
 pub mod model_io;
-pub mod optim;
 pub mod squad;
-pub mod step;
 
 pub use classifier::{ClassifierSummary, run_classifier};
 pub use config::ClassifierConfig;

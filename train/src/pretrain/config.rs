@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
-use super::optim::OptimizerKind;
-use super::precision::Precision;
+use crate::training::optim::OptimizerKind;
+use crate::training::precision::Precision;
 use bert_model::backend::BackendKind;
 use bert_model::modules::{BertConfig, ZOO_NAMES};
 

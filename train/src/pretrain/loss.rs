@@ -7,7 +7,7 @@ use bert_pipeline::loader::Batch;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
-use super::precision::to_f32;
+use crate::training::precision::to_f32;
 use bert_model::modules::{BertForPreTraining, BertInput};
 
 /// One batch as tensors on the training device.

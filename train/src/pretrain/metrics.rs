@@ -27,6 +27,14 @@ pub struct MetricsRow {
 }
 
 impl MetricsRow {
+    /// The figures shown beside the progress bar.
+    pub fn brief(&self) -> String {
+        format!(
+            "mlm_loss {:.3} mlm_acc {:.3} nsp_acc {:.3}",
+            self.mlm_loss, self.mlm_acc, self.nsp_acc
+        )
+    }
+
     pub fn line(&self, num_steps: u64) -> String {
         format!(
             "step {}/{num_steps}  lr {:.3e}  mlm_loss {:.4}  nsp_loss {:.4}  mlm_acc {:.4}  \

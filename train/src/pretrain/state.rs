@@ -20,7 +20,7 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::precision::LossScale;
+use crate::training::precision::LossScale;
 use bert_model::modules::BertForPreTraining;
 
 /// 2: one loader position per data-parallel rank.

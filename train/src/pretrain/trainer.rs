@@ -16,13 +16,14 @@ use super::eval::{EvalResult, evaluate};
 use super::init::init_from_scratch;
 use super::loss::BatchTensors;
 use super::metrics::{Interval, MetricsLog, MetricsRow};
-use super::optim::build_optimizer;
 use super::plot::write_metrics_svg;
-use super::precision::{LossScale, check_device};
-use super::progress::Progress;
-use super::schedule::LinearSchedule;
 use super::state::{self, STATE_VERSION, TrainState};
-use super::step::{MicroBatch, RankWork, StepSettings, train_step};
+use super::step::train_step;
+use crate::training::optim::build_optimizer;
+use crate::training::precision::{LossScale, check_device};
+use crate::training::progress::Progress;
+use crate::training::schedule::LinearSchedule;
+use crate::training::step::{MicroBatch, RankWork, StepSettings, micro_batch_seed};
 use bert_core::fsutil::write_atomic;
 use bert_model::checkpoint::{
     bert_tokenizer_config, copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining,
@@ -61,16 +62,6 @@ pub struct Summary {
     /// The HuggingFace directory written at the end of training.
     pub final_dir: Option<PathBuf>,
     pub eval: Option<EvalResult>,
-}
-
-/// The backend's generator is reseeded before every micro-batch from these coordinates, so
-/// dropout masks are a function of the step and a resumed run draws the same ones.
-fn micro_batch_seed(seed: u64, step: u64, rank: usize, micro: usize) -> u64 {
-    let micro = ((rank as u64) << 20) ^ micro as u64;
-    let mut z = seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ micro.rotate_left(32);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The shards' vocabulary, loaded again (for re-masking and `vocab.txt`), if it is still the
@@ -356,8 +347,12 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
                     BatchTensors::from_batch(&batch, bert_config.vocab_size, &devices[rank])?;
                 interval.add_sizes(batch.rows, tensors.tokens);
                 batches.push(MicroBatch {
-                    tensors,
-                    seed: micro_batch_seed(config.seed, step, rank, micro),
+                    data: tensors,
+                    seed: Some(micro_batch_seed(
+                        config.seed,
+                        step,
+                        rank * config.accumulate + micro,
+                    )),
                 });
             }
             work.push(RankWork {
@@ -393,7 +388,7 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
         if step % config.log_interval == 0 || step == config.num_steps {
             let row = interval.finish(step, lr);
             progress.line(&row.line(config.num_steps));
-            progress.set_message(&row);
+            progress.set_message(&row.brief());
             metrics.append(&row)?;
             last_metrics = Some(row);
         }

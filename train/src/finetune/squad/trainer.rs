@@ -17,13 +17,16 @@ use super::features::{SquadFeature, WindowParams, features_tokenizer, squad_feat
 use super::postprocess::{AnswerParams, Answers, best_answers, ordered_json};
 use crate::finetune::features::epoch_order;
 use crate::finetune::model_io::{Head, ModelFiles};
-use crate::finetune::optim::build_optimizer;
-use crate::finetune::step::{accumulated_step, after_step, step_settings};
-use crate::pretrain::precision::{LossScale, check_device, compute_model, to_f32};
-use crate::pretrain::progress::Progress;
-use crate::pretrain::schedule::LinearSchedule;
-use crate::pretrain::{ModelSource, OptimizerKind, Precision};
+use crate::pretrain::ModelSource;
 use crate::tasks::squad_eval::{evaluate_v1, evaluate_v2};
+use crate::training::optim::build_optimizer_with_epsilon;
+use crate::training::precision::{LossScale, check_device, compute_model, to_f32};
+use crate::training::progress::Progress;
+use crate::training::schedule::LinearSchedule;
+use crate::training::step::{
+    MeanLoss, StepSettings, after_step, micro_batch_seed, single_rank, train_step,
+};
+use crate::training::{OptimizerKind, Precision};
 use bert_core::fsutil::write_atomic;
 use bert_core::rng::{HEAD_SEED_SALT, mix};
 use bert_model::BackendKind;
@@ -53,6 +56,8 @@ pub struct SquadConfig {
     pub epsilon: f64,
     pub warmup_ratio: f64,
     pub weight_decay: f64,
+    /// Gradients are rescaled to at most this global L2 norm.
+    pub max_grad_norm: f64,
     pub optimizer: OptimizerKind,
     pub seed: u64,
     pub log_interval: usize,
@@ -71,11 +76,13 @@ pub struct SquadSummary {
 }
 
 /// A batch of windows padded with the tokenizer's `[PAD]`, and their answer positions.
-fn batch(
-    features: &[&SquadFeature],
-    pad_id: u32,
-    device: &Device,
-) -> Result<(BertInput, Tensor<1, Int>, Tensor<1, Int>)> {
+struct SquadBatch {
+    input: BertInput,
+    starts: Tensor<1, Int>,
+    ends: Tensor<1, Int>,
+}
+
+fn batch(features: &[&SquadFeature], pad_id: u32, device: &Device) -> Result<SquadBatch> {
     let rows = features.len();
     let ids: Vec<&[u32]> = features.iter().map(|f| f.input_ids.as_slice()).collect();
     let types: Vec<&[u32]> = features
@@ -88,30 +95,24 @@ fn batch(
         let v: Vec<i64> = features.iter().map(|x| f(x) as i64).collect();
         Tensor::<1, Int>::from_data(TensorData::new(v, [rows]), device)
     };
-    Ok((
+    Ok(SquadBatch {
         input,
-        positions(&|f| f.start_position),
-        positions(&|f| f.end_position),
-    ))
+        starts: positions(&|f| f.start_position),
+        ends: positions(&|f| f.end_position),
+    })
 }
 
 /// Mean of the start and end cross-entropies, in float32 (padding positions are real logits of
 /// the pad tokens, as in HF; the labels never point there).
-fn span_loss(
-    model: &BertForQuestionAnswering,
-    features: &[&SquadFeature],
-    pad_id: u32,
-    device: &Device,
-) -> Result<Tensor<1>> {
-    let rows = features.len();
-    let (input, starts, ends) = batch(features, pad_id, device)?;
-    let spans = model.forward(input);
+fn span_loss(model: &BertForQuestionAnswering, batch: &SquadBatch) -> Result<Tensor<1>> {
+    let [rows] = batch.starts.dims();
+    let spans = model.forward(batch.input.clone());
     let ce = |logits: Tensor<2>, gold: Tensor<1, Int>| {
         -log_softmax(to_f32(logits), 1)
             .gather(1, gold.reshape([rows, 1]))
             .mean()
     };
-    Ok((ce(spans.start, starts) + ce(spans.end, ends)).div_scalar(2.0))
+    Ok((ce(spans.start, batch.starts.clone()) + ce(spans.end, batch.ends.clone())).div_scalar(2.0))
 }
 
 fn predict(
@@ -127,7 +128,7 @@ fn predict(
     for chunk in features.chunks(batch_size) {
         let refs: Vec<&SquadFeature> = chunk.iter().collect();
         let seq = chunk.iter().map(|f| f.input_ids.len()).max().unwrap_or(1);
-        let spans = model.forward(batch(&refs, pad_id, &device)?.0);
+        let spans = model.forward(batch(&refs, pad_id, &device)?.input);
         let read = |t: Tensor<2>| {
             t.into_data()
                 .convert::<f32>()
@@ -163,6 +164,11 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
     ] {
         ensure!(v >= 1, "{flag} must be at least 1");
     }
+    ensure!(
+        config.max_grad_norm > 0.0 && config.max_grad_norm.is_finite(),
+        "--max-grad-norm must be a positive number, got {}",
+        config.max_grad_norm
+    );
     let files = ModelFiles::open(
         &config.model,
         config.bert_dataset.as_deref(),
@@ -227,7 +233,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
         let num_steps = (steps_per_epoch * config.epochs) as u64;
         let schedule = LinearSchedule::new(config.lr, config.warmup_ratio, num_steps);
         let mut optimizer: ModuleOptimizer =
-            build_optimizer(config.optimizer, config.weight_decay, config.epsilon)?;
+            build_optimizer_with_epsilon(config.optimizer, config.weight_decay, config.epsilon);
         note(
             config,
             format!(
@@ -248,22 +254,31 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
             let batches: Vec<&[usize]> = order.chunks(config.batch_size).collect();
             for (b, group) in batches.chunks(config.accumulate).enumerate() {
                 step += 1;
-                let settings =
-                    step_settings(schedule.lr(step), 1.0, config.dtype, loss_scale.as_ref());
-                let (updated, outcome) = accumulated_step(
-                    trained,
-                    &mut optimizer,
-                    group.len(),
-                    settings,
-                    |compute, micro| {
-                        // Dropout reseeded per micro-batch: the run replays exactly.
-                        device.seed(mix(config.seed, step, micro as u64));
+                let settings = StepSettings::new(
+                    schedule.lr(step),
+                    config.max_grad_norm,
+                    config.dtype,
+                    loss_scale.as_ref(),
+                );
+                let micro_batches = group
+                    .iter()
+                    .map(|indices| {
                         let rows: Vec<&SquadFeature> =
-                            group[micro].iter().map(|&i| &features[i]).collect();
-                        span_loss(compute, &rows, pad_id, &device)
-                    },
-                )
-                .with_context(|| format!("step {step}: lower --lr"))?;
+                            indices.iter().map(|&i| &features[i]).collect();
+                        batch(&rows, pad_id, &device)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                // Dropout reseeded per micro-batch: the run replays exactly.
+                let ranks = single_rank(&device, micro_batches, |micro| {
+                    Some(micro_batch_seed(config.seed, step, micro))
+                });
+                let task = MeanLoss {
+                    micro_batches: group.len(),
+                    loss: span_loss,
+                };
+                let (updated, report) = train_step(trained, &mut optimizer, ranks, settings, &task)
+                    .with_context(|| format!("step {step}: lower --lr"))?;
+                let outcome = report.outcome();
                 trained = updated;
                 if let Some(line) = after_step(&mut loss_scale, step, &outcome) {
                     skipped += 1;

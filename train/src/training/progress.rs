@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::metrics::MetricsRow;
-
 pub struct Progress {
     bar: Option<ProgressBar>,
     print: bool,
@@ -41,13 +39,10 @@ impl Progress {
         }
     }
 
-    /// The latest losses, shown beside the bar.
-    pub fn set_message(&self, row: &MetricsRow) {
+    /// The latest figures, shown beside the bar.
+    pub fn set_message(&self, message: &str) {
         if let Some(bar) = &self.bar {
-            bar.set_message(format!(
-                "mlm_loss {:.3} mlm_acc {:.3} nsp_acc {:.3}",
-                row.mlm_loss, row.mlm_acc, row.nsp_acc
-            ));
+            bar.set_message(message.to_string());
         }
     }
 

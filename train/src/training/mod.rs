@@ -1,0 +1,20 @@
+//! The training core that pretraining and fine-tuning share: a task (`pretrain`,
+//! `finetune::classifier`, `finetune::squad`) brings its model, batches, loss and evaluation;
+//! everything about *how* it is trained lives here.
+//!
+//! - [`step`]: one optimizer step — micro-batches over data-parallel ranks (`--gpus`),
+//!   gradient accumulation, mixed precision, loss scaling, global-norm clipping, the update;
+//!   micro-batch seeds, so dropout replays exactly after a resume.
+//! - [`optim`]: BERTAdam / AdamW / LAMB with BERT's weight-decay groups, global-norm clipping.
+//! - [`schedule`]: linear warmup, then linear decay to zero.
+//! - [`precision`]: `--dtype`: half-precision compute, float32 master weights, loss scaling.
+//! - [`progress`]: a progress bar on a terminal, plain lines otherwise.
+
+pub mod optim;
+pub mod precision;
+pub mod progress;
+pub mod schedule;
+pub mod step;
+
+pub use optim::OptimizerKind;
+pub use precision::Precision;
