@@ -5,7 +5,6 @@
 //! - [`loss`]: a loader `Batch` as tensors, and the MLM + NSP losses and accuracies.
 //! - [`init`]: BERT's initialisation for training from scratch.
 //! - [`step`]: pretraining as a task of the training core's step (`crate::training`).
-//! - [`state`]: checkpoints (model, optimizer, step, data position), atomic, last K kept.
 //! - [`metrics`]: the log line and `metrics.jsonl`; [`plot`]: `metrics.svg` of the curves.
 //! - [`eval`]: accuracy and loss over every instance of a shard directory.
 //! - [`trainer`]: the loop that ties them together.
@@ -16,7 +15,6 @@ pub mod init;
 pub mod loss;
 pub mod metrics;
 pub mod plot;
-pub mod state;
 pub mod step;
 pub mod trainer;
 

@@ -17,8 +17,8 @@ use super::init::init_from_scratch;
 use super::loss::BatchTensors;
 use super::metrics::{Interval, MetricsLog, MetricsRow};
 use super::plot::write_metrics_svg;
-use super::state::{self, STATE_VERSION, TrainState};
 use super::step::train_step;
+use crate::training::checkpoint::{self as state, STATE_VERSION, TrainState};
 use crate::training::optim::build_optimizer;
 use crate::training::precision::{LossScale, check_device};
 use crate::training::progress::Progress;
@@ -191,6 +191,25 @@ fn write_final(
     Ok(dir)
 }
 
+/// Pretraining's place in its data, in a checkpoint: one loader position per rank.
+fn loaders_position(
+    positions: &[LoaderPosition],
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut position = serde_json::Map::new();
+    position.insert("loaders".into(), serde_json::to_value(positions)?);
+    Ok(position)
+}
+
+fn loader_positions(found: &state::Found) -> Result<Vec<LoaderPosition>> {
+    let loaders = found
+        .state
+        .position
+        .get("loaders")
+        .with_context(|| format!("{} has no loader positions", found.dir.display()))?;
+    serde_json::from_value(loaders.clone())
+        .with_context(|| format!("{} has unreadable loader positions", found.dir.display()))
+}
+
 fn note(opts: &RunOptions, message: impl AsRef<str>) {
     if opts.print {
         eprintln!("{}", message.as_ref());
@@ -265,18 +284,14 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
                 ),
             );
             loss_scale = found.state.loss_scale;
+            let loaders = loader_positions(found)?;
             ensure!(
-                found.state.loaders.len() == ranks,
+                loaders.len() == ranks,
                 "{} was written by a run with {} data-parallel ranks, not {ranks}",
                 found.dir.display(),
-                found.state.loaders.len()
+                loaders.len()
             );
-            (
-                model,
-                optimizer,
-                found.state.step,
-                found.state.loaders.clone(),
-            )
+            (model, optimizer, found.state.step, loaders)
         }
         None => {
             let model = match (&config.model, config.pretrained) {
@@ -396,7 +411,7 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
             let train_state = TrainState {
                 format_version: STATE_VERSION,
                 step,
-                loaders: positions.clone(),
+                position: loaders_position(&positions)?,
                 loss_scale,
                 seed: config.seed,
                 settings: settings.clone(),

@@ -5,11 +5,14 @@
 //! - [`step`]: one optimizer step — micro-batches over data-parallel ranks (`--gpus`),
 //!   gradient accumulation, mixed precision, loss scaling, global-norm clipping, the update;
 //!   micro-batch seeds, so dropout replays exactly after a resume.
+//! - [`checkpoint`]: checkpoints (model, optimizer, step, the task's data position), written
+//!   atomically, the last K kept, and the exact resume they allow.
 //! - [`optim`]: BERTAdam / AdamW / LAMB with BERT's weight-decay groups, global-norm clipping.
 //! - [`schedule`]: linear warmup, then linear decay to zero.
 //! - [`precision`]: `--dtype`: half-precision compute, float32 master weights, loss scaling.
 //! - [`progress`]: a progress bar on a terminal, plain lines otherwise.
 
+pub mod checkpoint;
 pub mod optim;
 pub mod precision;
 pub mod progress;

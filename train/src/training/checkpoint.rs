@@ -1,29 +1,29 @@
-//! Training checkpoints: everything a run needs to continue on the same trajectory.
+//! Training checkpoints, for every task: everything a run needs to continue on the same
+//! trajectory after it was killed.
 //!
 //! `CKPT_DIR/step-00000100/` holds `model.bpk` (burnpack: the weights *and* their parameter ids,
 //! which the optimizer state is keyed by), `optimizer.bpk` (burn-optim's record) and
-//! `state.json` (step, data position, seed, and the settings the run must keep). A checkpoint
+//! `state.json` (step, the task's position in its data, seed, and the settings the run must
+//! keep). A checkpoint
 //! is written into a hidden temporary directory and renamed into place, so a crash at any
 //! moment leaves either the complete checkpoint or none; only then are old ones deleted.
 //!
 //! Random numbers need no saved state: the backend is reseeded from `(seed, step)` before
-//! every micro-batch and the loader's shuffles and masks are functions of `(seed, epoch,
-//! shard)`, so the step and the loader position determine them.
+//! every micro-batch and the tasks' shuffles (and pretraining's masks) are functions of
+//! `(seed, epoch, ...)`, so the step and the task's position determine them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use bert_pipeline::loader::LoaderPosition;
 use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::training::precision::LossScale;
-use bert_model::modules::BertForPreTraining;
+use super::precision::LossScale;
 
-/// 2: one loader position per data-parallel rank.
+/// 2: one loader position per data-parallel rank (pretraining's `loaders`).
 pub const STATE_VERSION: u32 = 2;
 const PREFIX: &str = "step-";
 
@@ -33,15 +33,17 @@ pub struct TrainState {
     pub format_version: u32,
     /// Optimizer steps done.
     pub step: u64,
-    /// Where each data-parallel rank's loader continues.
-    pub loaders: Vec<LoaderPosition>,
+    /// Where the task continues in its data (pretraining: `loaders`, one position per
+    /// data-parallel rank; fine-tuning: the epoch and what the finished epochs scored).
+    #[serde(flatten)]
+    pub position: serde_json::Map<String, serde_json::Value>,
     /// float16's dynamic loss scale, where it is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<LossScale>,
     pub seed: u64,
-    /// `PretrainConfig::trajectory_fingerprint` of the run that wrote it.
+    /// The settings that decide the trajectory (`PretrainConfig::trajectory_fingerprint`, ...).
     pub settings: serde_json::Value,
-    /// SHA-256 of the shard manifest's vocabulary and the instance count: the same data.
+    /// What identifies the training data (the shards' vocabulary and counts, ...).
     pub data: serde_json::Value,
 }
 
@@ -108,10 +110,10 @@ fn sync_file(path: &Path) -> Result<()> {
 }
 
 /// Write a checkpoint atomically, then delete all but the newest `keep`.
-pub fn save(
+pub fn save<M: ModuleSnapshot>(
     ckpt_dir: &Path,
     state: &TrainState,
-    model: &BertForPreTraining,
+    model: &M,
     optimizer: &ModuleOptimizer,
     keep: usize,
 ) -> Result<PathBuf> {
@@ -194,11 +196,11 @@ pub fn remove_incomplete(ckpt_dir: &Path) -> Result<()> {
 }
 
 /// Load a checkpoint's weights (with their parameter ids) into `model` and its optimizer state.
-pub fn load(
+pub fn load<M: ModuleSnapshot>(
     found: &Found,
-    mut model: BertForPreTraining,
+    mut model: M,
     optimizer: ModuleOptimizer,
-) -> Result<(BertForPreTraining, ModuleOptimizer)> {
+) -> Result<(M, ModuleOptimizer)> {
     let model_path = found.dir.join("model.bpk");
     ensure!(model_path.is_file(), "{} is missing", model_path.display());
     let mut store = BurnpackStore::from_file(&model_path);
