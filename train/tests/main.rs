@@ -13,6 +13,7 @@ mod finetune_cli;
 mod finetune_features;
 mod finetune_precision;
 mod finetune_reference;
+mod finetune_resume;
 mod hf_roundtrip;
 mod minilm_fidelity;
 mod pretrain_cli;

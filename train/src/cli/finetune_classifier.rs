@@ -29,7 +29,13 @@ MNLI, QQP, QNLI, CoLA, STS-B, WNLI, XNLI. GluonNLP's underscore spellings (--tas
 --dtype float16 or bfloat16 runs forward, backward and the predictions in half precision from
 float32 master weights (loss and metrics in float32; float16 with dynamic loss scaling, a step
 whose gradients overflow is skipped and logged); the saved model stays float32, and
-metrics.jsonl records the dtype (and float16's loss scale and skipped steps).";
+metrics.jsonl records the dtype (and float16's loss scale and skipped steps).
+
+Every epoch ends with a checkpoint in OUTPUT_DIR/checkpoints (model, optimizer, position;
+--ckpt-interval N adds one every N steps): the same command, run again after a crash or a
+kill, continues where the last one left off and ends with the same model and predictions.
+OUTPUT_DIR/metrics.svg draws the training loss and the dev metrics epoch by epoch.
+--gpus 0,1 trains data-parallel over devices of --backend.";
 
 #[derive(Debug, clap::Args)]
 pub struct FinetuneClassifierArgs {
@@ -109,6 +115,17 @@ pub struct FinetuneClassifierArgs {
     /// Where to run: cpu (burn flex), wgpu (GPU, or Mesa lavapipe), cuda (if built with it).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
+    /// Data-parallel devices of --backend, e.g. 0,1: each takes --accumulate micro-batches of
+    /// every optimizer step (the global batch grows with the list), gradients are summed on
+    /// the first. The cpu backend has one device, which the ranks then take in turn.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub gpus: Vec<usize>,
+    /// Also checkpoint every N optimizer steps within an epoch (0: at epoch ends only).
+    #[arg(long, alias = "ckpt_interval", default_value_t = 0)]
+    pub ckpt_interval: u64,
+    /// Checkpoints kept in OUTPUT_DIR/checkpoints.
+    #[arg(long, default_value_t = 1)]
+    pub keep_checkpoints: usize,
 }
 
 pub fn run(args: FinetuneClassifierArgs) -> Result<()> {
@@ -137,6 +154,9 @@ pub fn run(args: FinetuneClassifierArgs) -> Result<()> {
     config.backend = args.backend.parse::<BackendKind>()?;
     config.pad_to_multiple_of = args.pad_to_multiple_of;
     config.dtype = dtype;
+    config.gpus = args.gpus;
+    config.ckpt_interval = args.ckpt_interval;
+    config.keep_checkpoints = args.keep_checkpoints;
     run_classifier(&config)?;
     Ok(())
 }

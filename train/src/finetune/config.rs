@@ -45,6 +45,13 @@ pub struct ClassifierConfig {
     pub dtype: Precision,
     /// Use only the first N training examples (quick experiments, tests).
     pub max_train_examples: Option<usize>,
+    /// Data-parallel ranks: device indices of `backend` (`--gpus 0,1`); each takes
+    /// `accumulate` micro-batches of every optimizer step, gradients are summed on the first.
+    pub gpus: Vec<usize>,
+    /// Also checkpoint every N optimizer steps within an epoch (0: at epoch ends only).
+    pub ckpt_interval: u64,
+    /// Checkpoints kept in OUTPUT_DIR/checkpoints (the newest).
+    pub keep_checkpoints: usize,
     /// Print log lines and notes on stderr.
     pub print: bool,
 }
@@ -76,6 +83,9 @@ impl ClassifierConfig {
             backend: BackendKind::Cpu,
             dtype: Precision::Float32,
             max_train_examples: None,
+            gpus: vec![0],
+            ckpt_interval: 0,
+            keep_checkpoints: 1,
             print: true,
         }
     }
@@ -87,6 +97,31 @@ impl ClassifierConfig {
             .unwrap_or_else(|| self.backend.default_pad_multiple())
     }
 
+    /// The settings that decide the trajectory: a checkpoint continues only a run with the
+    /// same ones.
+    pub fn trajectory_fingerprint(&self) -> serde_json::Value {
+        serde_json::json!({
+            "task": self.task.dir_name(),
+            "model": format!("{:?}", self.model),
+            "bert_dataset": self.bert_dataset,
+            "batch_size": self.batch_size,
+            "accumulate": self.accumulate,
+            "ranks": self.gpus.len(),
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "epsilon": self.epsilon,
+            "warmup_ratio": self.warmup_ratio,
+            "weight_decay": self.weight_decay,
+            "max_grad_norm": self.max_grad_norm,
+            "optimizer": self.optimizer,
+            "max_len": self.max_len,
+            "pad_multiple": self.pad_multiple(),
+            "seed": self.seed,
+            "dtype": self.dtype,
+            "max_train_examples": self.max_train_examples,
+        })
+    }
+
     pub fn validate(&self) -> Result<()> {
         for (flag, value) in [
             ("--batch-size", self.batch_size),
@@ -95,6 +130,8 @@ impl ClassifierConfig {
             ("--epochs", self.epochs),
             ("--log-interval", self.log_interval),
             ("--pad-to-multiple-of", self.pad_multiple()),
+            ("--keep-checkpoints", self.keep_checkpoints),
+            ("--gpus (a list)", self.gpus.len()),
         ] {
             ensure!(value >= 1, "{flag} must be at least 1");
         }

@@ -143,27 +143,6 @@ fn data_fingerprint(manifest: &Manifest) -> serde_json::Value {
     })
 }
 
-/// Name the settings that differ between a checkpoint and this run.
-fn differing_keys(saved: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
-    let (Some(saved), Some(now)) = (saved.as_object(), now.as_object()) else {
-        return vec!["(all)".into()];
-    };
-    let mut keys: Vec<String> = saved
-        .keys()
-        .chain(now.keys())
-        .filter(|k| saved.get(*k) != now.get(*k))
-        .map(|k| {
-            format!(
-                "{k}: {} then, {} now",
-                saved.get(k).unwrap_or(&serde_json::Value::Null),
-                now.get(k).unwrap_or(&serde_json::Value::Null)
-            )
-        })
-        .collect();
-    keys.dedup();
-    keys
-}
-
 /// Write the final model in HuggingFace's layout, with the vocabulary it was trained on.
 fn write_final(
     config: &PretrainConfig,
@@ -257,7 +236,7 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
     let mut loss_scale = config.dtype.needs_loss_scaling().then(LossScale::new);
     let (model, mut optimizer, start_step, mut positions) = match &resume {
         Some(found) => {
-            let differ = differing_keys(&found.state.settings, &settings);
+            let differ = state::differing_keys(&found.state.settings, &settings);
             if !differ.is_empty() {
                 bail!(
                     "{} holds a checkpoint of a run with other settings ({}); rerun with the \

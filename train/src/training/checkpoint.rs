@@ -228,3 +228,24 @@ pub fn load<M: ModuleSnapshot>(
         .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", optim_path.display()))?;
     Ok((model, optimizer.load_record(record)))
 }
+
+/// Name the settings that differ between a checkpoint and this run.
+pub fn differing_keys(saved: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
+    let (Some(saved), Some(now)) = (saved.as_object(), now.as_object()) else {
+        return vec!["(all)".into()];
+    };
+    let mut keys: Vec<String> = saved
+        .keys()
+        .chain(now.keys())
+        .filter(|k| saved.get(*k) != now.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: {} then, {} now",
+                saved.get(k).unwrap_or(&serde_json::Value::Null),
+                now.get(k).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect();
+    keys.dedup();
+    keys
+}

@@ -10,10 +10,12 @@
 //! - [`optim`]: BERTAdam / AdamW / LAMB with BERT's weight-decay groups, global-norm clipping.
 //! - [`schedule`]: linear warmup, then linear decay to zero.
 //! - [`precision`]: `--dtype`: half-precision compute, float32 master weights, loss scaling.
+//! - [`plot`]: `metrics.svg`, the curves of a run.
 //! - [`progress`]: a progress bar on a terminal, plain lines otherwise.
 
 pub mod checkpoint;
 pub mod optim;
+pub mod plot;
 pub mod precision;
 pub mod progress;
 pub mod schedule;
