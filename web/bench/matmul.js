@@ -1,5 +1,5 @@
 // WebGPU matmul candidates, timed in the page (driven by matmul.mjs): out[M,N] = a[M,K] @ w[K,N]
-// + bias[N], float32. `tiled(R, CV)` writes the same WGSL as train/src/kernels/linear.rs for a
+// + bias[N], float32. `tiled(R, CV)` writes the same WGSL as model/src/kernels/linear.rs for a
 // block of R rows × 4·CV columns per invocation; `naive` computes one output per invocation.
 const naive = () => ({
   per: [1, 1],

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // GFLOP/s of WebGPU matmul candidates in headless Chromium (SwiftShader there): one output per
-// invocation vs the register-tiled kernel of train/src/kernels/linear.rs at several block sizes,
+// invocation vs the register-tiled kernel of model/src/kernels/linear.rs at several block sizes,
 // on the encoder's projection shapes. Needs only `npm ci` in web/ (not the transformers.js bench).
 //
 //   node web/bench/matmul.mjs [--reps 3]
