@@ -152,3 +152,67 @@ fn two_ranks_equal_one_rank_accumulating_two_micro_batches() {
     assert!(log.contains("x 2 ranks"), "{log}");
     assert_same_run(&accumulated, &ranks);
 }
+
+/// `finetune-squad` of bert_2_128_2 on the hand-written SQuAD 2.0 fixture into `out`.
+fn squad(out: &Path, extra: &[&str]) -> Command {
+    let data =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/squad/tiny_train_v2.json");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bert-train"));
+    command
+        .args(["finetune-squad", "--model", "bert_2_128_2", "--epochs", "2"])
+        .args([
+            "--max-seq-length",
+            "48",
+            "--doc-stride",
+            "16",
+            "--max-query-length",
+            "16",
+        ])
+        .args(["--batch-size", "2", "--lr", "1e-3", "--seed", "4"])
+        .arg("--train-file")
+        .arg(&data)
+        .arg("--predict-file")
+        .arg(&data)
+        .arg("--output-dir")
+        .arg(out)
+        .args(extra);
+    command
+}
+
+#[test]
+fn squad_runs_on_the_same_core_ranks_checkpoints_and_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let accumulated = tmp.path().join("accumulated");
+    run_ok(squad(&accumulated, &["--accumulate", "2"]));
+    let ranks = tmp.path().join("ranks");
+    run_ok(squad(&ranks, &["--gpus", "0,1"]));
+    assert_eq!(metrics(&accumulated), metrics(&ranks));
+    assert_eq!(metrics(&ranks).len(), 2, "one row per epoch");
+    for file in [
+        "model/model.safetensors",
+        "predictions.json",
+        "null_odds.json",
+    ] {
+        assert!(
+            read(&accumulated.join(file)) == read(&ranks.join(file)),
+            "{file} differs"
+        );
+    }
+    assert!(ranks.join("metrics.svg").is_file());
+    assert!(
+        ranks.join("checkpoints/step-00000010/state.json").is_file() || {
+            // The step count depends on the fixture's windows; any final checkpoint will do.
+            std::fs::read_dir(ranks.join("checkpoints"))
+                .unwrap()
+                .count()
+                == 1
+        }
+    );
+
+    // Run again, the same command continues from the final checkpoint: nothing to train, the
+    // same model and predictions.
+    let before = read(&ranks.join("predictions.json"));
+    let log = run_ok(squad(&ranks, &["--gpus", "0,1"]));
+    assert!(log.contains("resuming from"), "{log}");
+    assert!(read(&ranks.join("predictions.json")) == before);
+}

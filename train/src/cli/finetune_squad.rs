@@ -13,8 +13,7 @@ use crate::training::{OptimizerKind, Precision};
 use bert_model::BackendKind;
 
 pub const AFTER_HELP: &str = "\
-Example (the issue's end-to-end check: train on the first 38 articles of dev-v1.1.json,
-predict the last 10):
+Example (train on the first 38 articles of dev-v1.1.json, predict the last 10):
   bert-train finetune-squad --model models/all-MiniLM-L6-v2 \\
       --train-file dev-v1.1.json --train-articles 0..38 \\
       --predict-file dev-v1.1.json --predict-articles 38..48 --output-dir out/squad
@@ -22,7 +21,12 @@ predict the last 10):
 Writes OUTPUT_DIR/predictions.json, nbest_predictions.json and (SQuAD 2.0) null_odds.json,
 which `bert-train evaluate-squad` scores like the official scripts; after training, the model
 goes to OUTPUT_DIR/model/ (HuggingFace BertForQuestionAnswering). Without --train-file, --model
-must already have a question-answering head (qa_outputs.*).";
+must already have a question-answering head (qa_outputs.*).
+
+Training runs on the training core, as finetune-classifier: every epoch ends with a checkpoint
+in OUTPUT_DIR/checkpoints (--ckpt-interval N adds one every N steps), and the same command run
+again after a kill continues there; OUTPUT_DIR/metrics.jsonl and metrics.svg record the training
+loss per epoch; --gpus 0,1 trains data-parallel over devices of --backend.";
 
 #[derive(Debug, clap::Args)]
 pub struct FinetuneSquadArgs {
@@ -100,6 +104,16 @@ pub struct FinetuneSquadArgs {
     pub dtype: String,
     #[arg(long, alias = "log_interval", default_value_t = 50)]
     pub log_interval: usize,
+    /// Data-parallel devices of --backend, e.g. 0,1: each takes --accumulate micro-batches of
+    /// every optimizer step, gradients are summed on the first.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub gpus: Vec<usize>,
+    /// Also checkpoint every N optimizer steps within an epoch (0: at epoch ends only).
+    #[arg(long, alias = "ckpt_interval", default_value_t = 0)]
+    pub ckpt_interval: u64,
+    /// Checkpoints kept in OUTPUT_DIR/checkpoints.
+    #[arg(long, default_value_t = 1)]
+    pub keep_checkpoints: usize,
     #[arg(long, alias = "output_dir", default_value = "./output_dir")]
     pub output_dir: PathBuf,
     /// cpu, wgpu or cuda.
@@ -148,6 +162,9 @@ pub fn run(args: FinetuneSquadArgs) -> Result<()> {
         warmup_ratio: args.warmup_ratio,
         weight_decay: 0.01,
         max_grad_norm: args.max_grad_norm,
+        gpus: args.gpus,
+        ckpt_interval: args.ckpt_interval,
+        keep_checkpoints: args.keep_checkpoints,
         optimizer: args.optimizer.parse::<OptimizerKind>()?,
         seed: args.seed,
         log_interval: args.log_interval,

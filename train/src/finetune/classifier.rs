@@ -9,7 +9,6 @@
 //! logged); the optimizer and the saved model stay float32.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
@@ -20,21 +19,14 @@ use serde_json::json;
 
 use super::config::ClassifierConfig;
 use super::evaluate::{predict, submission_name, task_metrics, write_submission};
-use super::features::{
-    ClassifierBatch, Feature, Padding, check_vocab, epoch_order, featurize, pad_id,
-};
+use super::features::{ClassifierBatch, Feature, Padding, check_vocab, featurize, pad_id};
 use super::model_io::{Head, ModelFiles, Origin, classifier};
 use crate::tasks::glue::{Example, Split, Task, read_examples};
 use crate::training::Precision;
-use crate::training::checkpoint::{self, Found, STATE_VERSION, TrainState};
+use crate::training::epochs::{EpochEnd, EpochSettings, EpochTask, run_epochs};
 use crate::training::optim::build_optimizer_with_epsilon;
-use crate::training::plot::figure;
-use crate::training::precision::{LossScale, check_device, compute_model, to_f32};
-use crate::training::progress::Progress;
-use crate::training::schedule::LinearSchedule;
-use crate::training::step::{
-    MeanLoss, MicroBatch, RankWork, StepOutcome, StepSettings, after_step, micro_batch_seed,
-};
+use crate::training::precision::{check_device, compute_model, to_f32};
+use crate::training::step::{MeanLoss, RankWork, StepOutcome, StepSettings};
 use bert_core::fsutil::write_atomic;
 use bert_model::checkpoint::{HfTensors, load_bert_for_sequence_classification, save_hf_model};
 use bert_model::modules::BertForSequenceClassification;
@@ -282,69 +274,6 @@ fn write_metrics(path: &Path, rows: &[serde_json::Value]) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Where a fine-tuning run stands, as a checkpoint records it: the finished epochs and what
-/// they scored, and the sums of the epoch in progress.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct Position {
-    epochs_done: usize,
-    /// Of the epoch in progress: optimizer steps done, their summed loss, skipped steps.
-    epoch_steps: usize,
-    epoch_loss: f64,
-    epoch_skipped: u64,
-    /// The finished epochs' metrics.jsonl rows, and (train loss, dev scores).
-    rows: Vec<serde_json::Value>,
-    epochs: Vec<(f64, Vec<DevScores>)>,
-    best_score: Option<f64>,
-    best_epoch: Option<usize>,
-    best: Vec<DevScores>,
-    skipped_steps: u64,
-}
-
-fn train_state(
-    step: u64,
-    at: &Position,
-    loss_scale: Option<LossScale>,
-    config: &ClassifierConfig,
-    settings: &serde_json::Value,
-    data: &serde_json::Value,
-) -> Result<TrainState> {
-    let serde_json::Value::Object(position) = serde_json::to_value(at)? else {
-        unreachable!("a struct serialises to an object");
-    };
-    Ok(TrainState {
-        format_version: STATE_VERSION,
-        step,
-        position,
-        loss_scale,
-        seed: config.seed,
-        settings: settings.clone(),
-        data: data.clone(),
-    })
-}
-
-/// A checkpoint continues only the run that wrote it.
-fn check_same_run(
-    found: &Found,
-    settings: &serde_json::Value,
-    data: &serde_json::Value,
-) -> Result<()> {
-    let differ = checkpoint::differing_keys(&found.state.settings, settings);
-    ensure!(
-        differ.is_empty(),
-        "{} holds a checkpoint of a fine-tuning run with other settings ({}); rerun with the \
-         same flags to continue it, or give another --output-dir",
-        found.dir.display(),
-        differ.join("; ")
-    );
-    ensure!(
-        &found.state.data == data,
-        "{} was fine-tuned on other data ({}); give another --output-dir",
-        found.dir.display(),
-        found.state.data
-    );
-    Ok(())
-}
-
 /// The best model so far, from OUTPUT_DIR/best (a resumed run predicts the test set with it).
 fn load_best(
     config: &ClassifierConfig,
@@ -362,41 +291,82 @@ fn load_best(
     Ok(model.valid())
 }
 
-/// OUTPUT_DIR/metrics.svg: the training loss and the dev metrics, epoch by epoch.
-fn write_metrics_svg(dir: &Path, rows: &[serde_json::Value]) -> Result<()> {
-    let steps: Vec<f64> = rows.iter().filter_map(|r| r["step"].as_f64()).collect();
-    if steps.len() != rows.len() || steps.is_empty() {
-        return Ok(());
+/// What the classifier keeps across epochs: every epoch's dev scores and the best of them.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Kept {
+    dev: Vec<Vec<DevScores>>,
+    best_score: Option<f64>,
+    best_epoch: Option<usize>,
+}
+
+/// `finetune-classifier` as a task of the training core's epoch loop.
+struct ClassifierTask<'a> {
+    config: &'a ClassifierConfig,
+    files: &'a ModelFiles,
+    train: &'a SplitData,
+    dev: &'a [SplitData],
+    pad: Padding,
+    kept: Kept,
+    /// The best epoch's model (also in OUTPUT_DIR/best): the test predictions come from it.
+    best_model: Option<BertForSequenceClassification>,
+}
+
+impl EpochTask for ClassifierTask<'_> {
+    type Model = BertForSequenceClassification;
+    type Batch = ClassifierBatch;
+
+    fn batch(&self, examples: &[usize], device: &Device) -> Result<ClassifierBatch> {
+        let rows: Vec<&Feature> = examples.iter().map(|&i| &self.train.features[i]).collect();
+        ClassifierBatch::new(&rows, self.pad, device)
     }
-    let loss: Vec<f64> = rows
-        .iter()
-        .map(|r| r["train_loss"].as_f64().unwrap_or(f64::NAN))
-        .collect();
-    // Every metric of the first dev file, by name, in the order the task lists them.
-    let names: Vec<String> = rows[0]["dev"][0]["metrics"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter_map(|p| p[0].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let dev: Vec<(&str, Vec<f64>)> = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let values = rows
-                .iter()
-                .map(|r| r["dev"][0]["metrics"][i][1].as_f64().unwrap_or(f64::NAN))
-                .collect();
-            (name.as_str(), values)
-        })
-        .collect();
-    let svg = figure(
-        &steps,
-        &[("train loss", vec![("loss", loss)]), ("dev", dev)],
-    );
-    write_atomic(&dir.join("metrics.svg"), svg.as_bytes())
+
+    fn rows(&self, batch: &ClassifierBatch) -> usize {
+        batch.rows
+    }
+
+    fn loss(&self, model: &Self::Model, batch: &ClassifierBatch) -> Result<Tensor<1>> {
+        loss(model, batch)
+    }
+
+    fn end_epoch(&mut self, model: &Self::Model, epoch: usize) -> Result<EpochEnd> {
+        let scores = evaluate_dev(self.config, model, self.dev, self.pad)?;
+        let primary = scores[0].metrics[0].1;
+        let improved = self.kept.best_score.is_none_or(|best| primary > best);
+        if improved {
+            let valid = model.valid();
+            save_best(self.config, self.files, &valid)?;
+            self.best_model = Some(valid);
+            self.kept.best_score = Some(primary);
+            self.kept.best_epoch = Some(epoch);
+        }
+        let mut fields = serde_json::Map::new();
+        fields.insert("dev".into(), json!(scores));
+        fields.insert("best".into(), json!(improved));
+        let line = format!(
+            "; dev {}{}",
+            scores_line(&scores),
+            if improved { " (best so far)" } else { "" }
+        );
+        let plot = scores[0].metrics.clone();
+        self.kept.dev.push(scores);
+        Ok(EpochEnd { fields, line, plot })
+    }
+
+    fn state(&self) -> serde_json::Value {
+        json!(self.kept)
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<()> {
+        self.kept = serde_json::from_value(state).context("a checkpoint without dev scores")?;
+        if self.kept.best_epoch.is_some() {
+            let device = self
+                .config
+                .backend
+                .device_at(self.config.gpus[0], self.config.gpus.len())?;
+            self.best_model = Some(load_best(self.config, self.files, &device.autodiff())?);
+        }
+        Ok(())
+    }
 }
 
 /// Fine-tune (or, with `only_inference`, only evaluate) as `config` says.
@@ -495,56 +465,25 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
     for d in &devices {
         check_device(config.dtype, d, config.backend)?;
     }
-    let batches_per_epoch = n.div_ceil(config.batch_size);
-    // One optimizer step takes `accumulate` micro-batches on every rank.
-    let per_step = config.accumulate * ranks;
-    let steps_per_epoch = batches_per_epoch.div_ceil(per_step);
-    let num_steps = (steps_per_epoch * config.epochs) as u64;
-    let schedule = LinearSchedule::new(config.lr, config.warmup_ratio, num_steps);
-    let optimizer =
-        build_optimizer_with_epsilon(config.optimizer, config.weight_decay, config.epsilon);
-
-    // Continue the run whose checkpoint is in OUTPUT_DIR/checkpoints, if there is one.
-    let ckpt_dir = config.output_dir.join("checkpoints");
-    checkpoint::remove_incomplete(&ckpt_dir)?;
-    let fingerprint = config.trajectory_fingerprint();
-    let data = json!({ "train_file": train.file, "train_examples": n });
-    let resume = checkpoint::latest(&ckpt_dir)?;
-    let (model, mut optimizer, mut at) = match &resume {
-        Some(found) => {
-            check_same_run(found, &fingerprint, &data)?;
-            let (model, optimizer) = checkpoint::load(found, model, optimizer)?;
-            let at: Position = serde_json::from_value(found.state.position.clone().into())
-                .with_context(|| format!("{} has no fine-tuning position", found.dir.display()))?;
-            note(
-                config,
-                format!(
-                    "resuming from {} (step {}, epoch {})",
-                    found.dir.display(),
-                    found.state.step,
-                    at.epochs_done + 1
-                ),
-            );
-            (model, optimizer, at)
-        }
-        None => (model, optimizer, Position::default()),
+    let settings = EpochSettings {
+        examples: n,
+        batch_size: config.batch_size,
+        accumulate: config.accumulate,
+        devices,
+        epochs: config.epochs,
+        seed: config.seed,
+        lr: config.lr,
+        warmup_ratio: config.warmup_ratio,
+        max_grad_norm: config.max_grad_norm,
+        dtype: config.dtype,
+        log_interval: config.log_interval,
+        output_dir: config.output_dir.clone(),
+        ckpt_interval: config.ckpt_interval,
+        keep_checkpoints: config.keep_checkpoints,
+        fingerprint: config.trajectory_fingerprint(),
+        data: json!({ "train_file": train.file, "train_examples": n }),
+        print: config.print,
     };
-    let mut loss_scale = match &resume {
-        Some(found) => found.state.loss_scale,
-        None => config.dtype.needs_loss_scaling().then(LossScale::new),
-    };
-    let mut step = resume.as_ref().map_or(0, |f| f.state.step);
-    let mut best_model = match at.best_epoch {
-        Some(_) => Some(load_best(config, &files, &devices[0])?),
-        None => None,
-    };
-    summary.epochs = at.epochs.clone();
-    summary.best = at.best.clone();
-    summary.best_epoch = at.best_epoch;
-    summary.skipped_steps = at.skipped_steps;
-    if best_model.is_some() {
-        summary.best_dir = Some(config.output_dir.join("best"));
-    }
     note(
         config,
         format!(
@@ -562,7 +501,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
             },
             config.task,
             config.epochs,
-            steps_per_epoch,
+            settings.steps_per_epoch(),
             config.batch_size,
             config.accumulate,
             if ranks > 1 {
@@ -570,148 +509,37 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
             } else {
                 String::new()
             },
-            schedule.warmup_steps,
+            settings.schedule().warmup_steps,
             config.dtype,
             config.backend
         ),
     );
-
-    let mut model = model.train();
-    let progress = Progress::new(config.print, step, num_steps);
-    let started = Instant::now();
-    for epoch in at.epochs_done + 1..=config.epochs {
-        let order = epoch_order(n, config.seed, epoch);
-        let batches: Vec<&[usize]> = order.chunks(config.batch_size).collect();
-        let (mut interval_loss, mut interval_steps, mut interval_rows) = (0.0, 0usize, 0usize);
-        let mut interval_start = Instant::now();
-        for group in batches.chunks(per_step).skip(at.epoch_steps) {
-            step += 1;
-            let lr = schedule.lr(step);
-            // Rank r takes micro-batches r·A .. (r+1)·A of the step, on its own device.
-            let mut work = Vec::with_capacity(ranks);
-            for (rank, share) in group.chunks(config.accumulate).enumerate() {
-                let device = &devices[rank];
-                let mut micro_batches = Vec::with_capacity(share.len());
-                for (micro, indices) in share.iter().enumerate() {
-                    let rows: Vec<&Feature> = indices.iter().map(|&i| &train.features[i]).collect();
-                    micro_batches.push(MicroBatch {
-                        data: ClassifierBatch::new(&rows, pad, device)?,
-                        seed: Some(micro_batch_seed(
-                            config.seed,
-                            step,
-                            rank * config.accumulate + micro,
-                        )),
-                    });
-                }
-                work.push(RankWork {
-                    device: device.clone(),
-                    batches: micro_batches,
-                });
-            }
-            let rows_in_step: usize = work
-                .iter()
-                .flat_map(|w| &w.batches)
-                .map(|b| b.data.rows)
-                .sum();
-            let settings =
-                StepSettings::new(lr, config.max_grad_norm, config.dtype, loss_scale.as_ref());
-            let (updated, outcome) = train_step(model, &mut optimizer, work, settings)
-                .with_context(|| {
-                    format!("epoch {epoch}, step {step}: a diverging run needs a lower --lr")
-                })?;
-            model = updated;
-            if let Some(line) = after_step(&mut loss_scale, step, &outcome) {
-                at.epoch_skipped += 1;
-                progress.line(&line);
-            }
-            let (loss, grad_norm) = (outcome.loss, outcome.grad_norm);
-            at.epoch_loss += loss;
-            at.epoch_steps += 1;
-            interval_loss += loss;
-            interval_steps += 1;
-            interval_rows += rows_in_step;
-            progress.step(step);
-            if step.is_multiple_of(config.log_interval as u64) || at.epoch_steps == steps_per_epoch
-            {
-                let seconds = interval_start.elapsed().as_secs_f64();
-                progress.line(&format!(
-                    "[epoch {epoch} step {}/{steps_per_epoch}] loss {:.4} lr {lr:.3e} \
-                     grad_norm {grad_norm:.3} {:.1} examples/s",
-                    at.epoch_steps,
-                    interval_loss / interval_steps as f64,
-                    interval_rows as f64 / seconds.max(1e-9)
-                ));
-                (interval_loss, interval_steps, interval_rows) = (0.0, 0, 0);
-                interval_start = Instant::now();
-            }
-            let epoch_ends = at.epoch_steps == steps_per_epoch;
-            if !epoch_ends && config.ckpt_interval > 0 && step.is_multiple_of(config.ckpt_interval)
-            {
-                let state = train_state(step, &at, loss_scale, config, &fingerprint, &data)?;
-                checkpoint::save(
-                    &ckpt_dir,
-                    &state,
-                    &model,
-                    &optimizer,
-                    config.keep_checkpoints,
-                )?;
-            }
-        }
-        let train_loss = at.epoch_loss / at.epoch_steps.max(1) as f64;
-        let scores = evaluate_dev(config, &model, &dev, pad)?;
-        let primary = scores[0].metrics[0].1;
-        let improved = at.best_score.is_none_or(|best| primary > best);
-        progress.line(&format!(
-            "epoch {epoch}: train loss {train_loss:.4}; dev {}{} ({:.0} s)",
-            scores_line(&scores),
-            if improved { " (best so far)" } else { "" },
-            started.elapsed().as_secs_f64()
-        ));
-        if improved {
-            at.best_score = Some(primary);
-            let valid = model.valid();
-            summary.best_dir = Some(save_best(config, &files, &valid)?);
-            best_model = Some(valid);
-            summary.best = scores.clone();
-            summary.best_epoch = Some(epoch);
-        }
-        summary.skipped_steps += at.epoch_skipped;
-        let mut row = json!({
-            "epoch": epoch,
-            "step": step,
-            "dtype": config.dtype,
-            "train_loss": train_loss,
-            "dev": scores,
-            "best": improved,
-            "seconds": started.elapsed().as_secs_f64(),
-        });
-        if let Some(scale) = &loss_scale {
-            row["loss_scale"] = json!(scale.scale);
-            row["skipped_steps"] = json!(at.epoch_skipped);
-        }
-        at.rows.push(row);
-        write_metrics(&config.output_dir.join("metrics.jsonl"), &at.rows)?;
-        write_metrics_svg(&config.output_dir, &at.rows)?;
-        summary.epochs.push((train_loss, scores));
-        // The epoch is done: checkpoint it with what it scored, so a resumed run neither
-        // repeats it nor forgets its best model.
-        at.epochs_done = epoch;
-        (at.epoch_steps, at.epoch_loss, at.epoch_skipped) = (0, 0.0, 0);
-        at.epochs = summary.epochs.clone();
-        at.best = summary.best.clone();
-        at.best_epoch = summary.best_epoch;
-        at.skipped_steps = summary.skipped_steps;
-        let state = train_state(step, &at, loss_scale, config, &fingerprint, &data)?;
-        checkpoint::save(
-            &ckpt_dir,
-            &state,
-            &model,
-            &optimizer,
-            config.keep_checkpoints,
-        )?;
+    let optimizer =
+        build_optimizer_with_epsilon(config.optimizer, config.weight_decay, config.epsilon);
+    let mut task = ClassifierTask {
+        config,
+        files: &files,
+        train: &train,
+        dev: &dev,
+        pad,
+        kept: Kept::default(),
+        best_model: None,
+    };
+    let outcome = run_epochs(&mut task, model, optimizer, &settings)?;
+    let (kept, best_model) = (task.kept, task.best_model);
+    summary.epochs = outcome
+        .train_losses
+        .iter()
+        .copied()
+        .zip(kept.dev.iter().cloned())
+        .collect();
+    summary.best_epoch = kept.best_epoch;
+    if let Some(epoch) = kept.best_epoch {
+        summary.best = kept.dev[epoch - 1].clone();
+        summary.best_dir = Some(config.output_dir.join("best"));
     }
-    progress.finish();
-    summary.optimizer_steps = step;
+    summary.skipped_steps = outcome.skipped_steps;
+    summary.optimizer_steps = outcome.steps;
     let best_model = best_model.context("no epoch was run")?;
     note(
         config,
@@ -721,7 +549,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
             summary.best[0].metrics[0].1,
             summary.best_epoch.unwrap_or(0),
             config.dtype,
-            if loss_scale.is_some() {
+            if config.dtype.needs_loss_scaling() {
                 format!(", {} skipped step(s)", summary.skipped_steps)
             } else {
                 String::new()

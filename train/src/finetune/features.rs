@@ -4,7 +4,6 @@
 //! with `--pad-to-multiple-of`).
 
 use anyhow::{Context, Result, bail};
-use bert_core::rng::{SplitMix64, mix};
 use burn::prelude::*;
 use tokenizers::{EncodeInput, Tokenizer};
 
@@ -135,14 +134,6 @@ impl ClassifierBatch {
     }
 }
 
-/// The order of one training epoch: a Fisher–Yates shuffle from `(seed, epoch)`.
-pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    SplitMix64::new(mix(seed, epoch as u64, EPOCH_SALT)).permutation(n)
-}
-
-/// Salt of the seed of an epoch's example order.
-const EPOCH_SALT: u64 = 0x5eed;
-
 /// Indices of `features` sorted by length, cut into batches of `batch_size`: inference pads
 /// less this way, and the predictions are put back in file order by index.
 pub fn length_sorted_batches(features: &[Feature], batch_size: usize) -> Vec<Vec<usize>> {
@@ -172,17 +163,6 @@ pub fn check_vocab(features: &[Feature], vocab_size: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn epoch_order_is_a_seeded_permutation() {
-        let a = epoch_order(100, 7, 0);
-        let mut sorted = a.clone();
-        sorted.sort();
-        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
-        assert_eq!(a, epoch_order(100, 7, 0));
-        assert_ne!(a, epoch_order(100, 7, 1));
-        assert_ne!(a, epoch_order(100, 8, 0));
-    }
 
     #[test]
     fn batches_pad_to_their_longest_row() {

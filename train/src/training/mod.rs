@@ -7,6 +7,8 @@
 //!   micro-batch seeds, so dropout replays exactly after a resume.
 //! - [`checkpoint`]: checkpoints (model, optimizer, step, the task's data position), written
 //!   atomically, the last K kept, and the exact resume they allow.
+//! - [`epochs`]: fine-tuning's loop — epochs over a fixed example set, evaluation after each,
+//!   `metrics.jsonl` + `metrics.svg`, checkpoints and exact resume; the tasks bring the rest.
 //! - [`optim`]: BERTAdam / AdamW / LAMB with BERT's weight-decay groups, global-norm clipping.
 //! - [`schedule`]: linear warmup, then linear decay to zero.
 //! - [`precision`]: `--dtype`: half-precision compute, float32 master weights, loss scaling.
@@ -14,6 +16,7 @@
 //! - [`progress`]: a progress bar on a terminal, plain lines otherwise.
 
 pub mod checkpoint;
+pub mod epochs;
 pub mod optim;
 pub mod plot;
 pub mod precision;

@@ -1,31 +1,25 @@
 //! Fine-tune `BertForQuestionAnswering` on a SQuAD file and predict another: the loss is the
-//! mean of the start and end cross-entropies; the rest (optimizer, schedule, clipping, seeded
-//! order and dropout) is the classifier's, `--dtype float16|bfloat16` included (the shared
-//! step of [`crate::finetune::step`]; predictions in the compute dtype, read as float32).
+//! mean of the start and end cross-entropies; the rest — optimizer, schedule, clipping, seeded
+//! order and dropout, `--dtype`, `--gpus`, checkpoints and resume, metrics — is the training
+//! core's epoch loop ([`crate::training::epochs`]), as for the classifier. Predictions run in
+//! the compute dtype and are read as float32.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
-use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
 use super::data::read_squad;
 use super::features::{SquadFeature, WindowParams, features_tokenizer, squad_features};
 use super::postprocess::{AnswerParams, Answers, best_answers, ordered_json};
-use crate::finetune::features::epoch_order;
 use crate::finetune::model_io::{Head, ModelFiles};
 use crate::pretrain::ModelSource;
 use crate::tasks::squad_eval::{evaluate_v1, evaluate_v2};
+use crate::training::epochs::{EpochEnd, EpochSettings, EpochTask, run_epochs};
 use crate::training::optim::build_optimizer_with_epsilon;
-use crate::training::precision::{LossScale, check_device, compute_model, to_f32};
-use crate::training::progress::Progress;
-use crate::training::schedule::LinearSchedule;
-use crate::training::step::{
-    MeanLoss, StepSettings, after_step, micro_batch_seed, single_rank, train_step,
-};
+use crate::training::precision::{check_device, compute_model, to_f32};
 use crate::training::{OptimizerKind, Precision};
 use bert_core::fsutil::write_atomic;
 use bert_core::rng::{HEAD_SEED_SALT, mix};
@@ -58,6 +52,12 @@ pub struct SquadConfig {
     pub weight_decay: f64,
     /// Gradients are rescaled to at most this global L2 norm.
     pub max_grad_norm: f64,
+    /// Data-parallel ranks: device indices of `backend` (as `finetune-classifier --gpus`).
+    pub gpus: Vec<usize>,
+    /// Also checkpoint every N optimizer steps within an epoch (0: at epoch ends only).
+    pub ckpt_interval: u64,
+    /// Checkpoints kept in OUTPUT_DIR/checkpoints.
+    pub keep_checkpoints: usize,
     pub optimizer: OptimizerKind,
     pub seed: u64,
     pub log_interval: usize,
@@ -66,6 +66,30 @@ pub struct SquadConfig {
     /// `--dtype`: the precision of forward, backward and prediction (weights stay float32).
     pub dtype: Precision,
     pub print: bool,
+}
+
+impl SquadConfig {
+    /// The settings that decide the trajectory: a checkpoint continues only a run with the
+    /// same ones.
+    pub fn trajectory_fingerprint(&self) -> serde_json::Value {
+        serde_json::json!({
+            "model": format!("{:?}", self.model),
+            "bert_dataset": self.bert_dataset,
+            "window": format!("{:?}", self.window),
+            "batch_size": self.batch_size,
+            "accumulate": self.accumulate,
+            "ranks": self.gpus.len(),
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "epsilon": self.epsilon,
+            "warmup_ratio": self.warmup_ratio,
+            "weight_decay": self.weight_decay,
+            "max_grad_norm": self.max_grad_norm,
+            "optimizer": self.optimizer,
+            "seed": self.seed,
+            "dtype": self.dtype,
+        })
+    }
 }
 
 pub struct SquadSummary {
@@ -115,6 +139,43 @@ fn span_loss(model: &BertForQuestionAnswering, batch: &SquadBatch) -> Result<Ten
     Ok((ce(spans.start, batch.starts.clone()) + ce(spans.end, batch.ends.clone())).div_scalar(2.0))
 }
 
+/// `finetune-squad` as a task of the training core's epoch loop (evaluation comes once, after
+/// training, on the prediction file).
+struct SquadTask<'a> {
+    features: &'a [SquadFeature],
+    pad_id: u32,
+}
+
+impl EpochTask for SquadTask<'_> {
+    type Model = BertForQuestionAnswering;
+    type Batch = SquadBatch;
+
+    fn batch(&self, examples: &[usize], device: &Device) -> Result<SquadBatch> {
+        let rows: Vec<&SquadFeature> = examples.iter().map(|&i| &self.features[i]).collect();
+        batch(&rows, self.pad_id, device)
+    }
+
+    fn rows(&self, batch: &SquadBatch) -> usize {
+        batch.starts.dims()[0]
+    }
+
+    fn loss(&self, model: &BertForQuestionAnswering, batch: &SquadBatch) -> Result<Tensor<1>> {
+        span_loss(model, batch)
+    }
+
+    fn end_epoch(&mut self, _: &BertForQuestionAnswering, _: usize) -> Result<EpochEnd> {
+        Ok(EpochEnd::default())
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    fn restore(&mut self, _: serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+}
+
 fn predict(
     model: &BertForQuestionAnswering,
     features: &[SquadFeature],
@@ -161,6 +222,8 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
         ("--batch-size", config.batch_size),
         ("--accumulate", config.accumulate),
         ("--test-batch-size", config.test_batch_size),
+        ("--keep-checkpoints", config.keep_checkpoints),
+        ("--gpus (a list)", config.gpus.len()),
     ] {
         ensure!(v >= 1, "{flag} must be at least 1");
     }
@@ -178,7 +241,10 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
     let tokenizer = features_tokenizer(&files.tokenizer)?;
     let pad_id = crate::finetune::features::pad_id(&tokenizer);
     let training = config.train_file.is_some();
-    let base = config.backend.device()?;
+    // The model lives on the first rank's device (--gpus); prediction runs there alone.
+    let base = config
+        .backend
+        .device_at(config.gpus[0], config.gpus.len())?;
     check_device(config.dtype, &base, config.backend)?;
     let device = if training { base.autodiff() } else { base };
     let bert_config = &files.config;
@@ -229,87 +295,63 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
             train_file.display()
         );
         let n = features.len();
-        let steps_per_epoch = n.div_ceil(config.batch_size).div_ceil(config.accumulate);
-        let num_steps = (steps_per_epoch * config.epochs) as u64;
-        let schedule = LinearSchedule::new(config.lr, config.warmup_ratio, num_steps);
-        let mut optimizer: ModuleOptimizer =
-            build_optimizer_with_epsilon(config.optimizer, config.weight_decay, config.epsilon);
+        let ranks = config.gpus.len();
+        let mut devices = vec![device.clone()];
+        for &g in &config.gpus[1..] {
+            let other = config.backend.device_at(g, ranks)?;
+            check_device(config.dtype, &other, config.backend)?;
+            devices.push(other.autodiff());
+        }
+        let settings = EpochSettings {
+            examples: n,
+            batch_size: config.batch_size,
+            accumulate: config.accumulate,
+            devices,
+            epochs: config.epochs,
+            seed: config.seed,
+            lr: config.lr,
+            warmup_ratio: config.warmup_ratio,
+            max_grad_norm: config.max_grad_norm,
+            dtype: config.dtype,
+            log_interval: config.log_interval,
+            output_dir: config.output_dir.clone(),
+            ckpt_interval: config.ckpt_interval,
+            keep_checkpoints: config.keep_checkpoints,
+            fingerprint: config.trajectory_fingerprint(),
+            data: serde_json::json!({
+                "train_file": train_file,
+                "train_articles": format!("{:?}", config.train_articles),
+                "windows": n,
+            }),
+            print: config.print,
+        };
         note(
             config,
             format!(
-                "fine-tuning on {} questions ({n} windows), {} epochs of {steps_per_epoch} steps",
+                "fine-tuning on {} questions ({n} windows), {} epochs of {} steps",
                 data.examples.len(),
-                config.epochs
+                config.epochs,
+                settings.steps_per_epoch()
             ),
         );
-        let progress = Progress::new(config.print, 0, num_steps);
-        let mut trained = model.train();
-        let mut step = 0u64;
-        let mut loss_scale = config.dtype.needs_loss_scaling().then(LossScale::new);
-        let mut skipped = 0u64;
-        let started = Instant::now();
-        for epoch in 1..=config.epochs {
-            let order = epoch_order(n, config.seed, epoch);
-            let mut total = 0.0;
-            let batches: Vec<&[usize]> = order.chunks(config.batch_size).collect();
-            for (b, group) in batches.chunks(config.accumulate).enumerate() {
-                step += 1;
-                let settings = StepSettings::new(
-                    schedule.lr(step),
-                    config.max_grad_norm,
-                    config.dtype,
-                    loss_scale.as_ref(),
-                );
-                let micro_batches = group
-                    .iter()
-                    .map(|indices| {
-                        let rows: Vec<&SquadFeature> =
-                            indices.iter().map(|&i| &features[i]).collect();
-                        batch(&rows, pad_id, &device)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                // Dropout reseeded per micro-batch: the run replays exactly.
-                let ranks = single_rank(&device, micro_batches, |micro| {
-                    Some(micro_batch_seed(config.seed, step, micro))
-                });
-                let task = MeanLoss {
-                    micro_batches: group.len(),
-                    loss: span_loss,
-                };
-                let (updated, report) = train_step(trained, &mut optimizer, ranks, settings, &task)
-                    .with_context(|| format!("step {step}: lower --lr"))?;
-                let outcome = report.outcome();
-                trained = updated;
-                if let Some(line) = after_step(&mut loss_scale, step, &outcome) {
-                    skipped += 1;
-                    progress.line(&line);
-                }
-                let value = outcome.loss;
-                total += value;
-                progress.step(step);
-                if step.is_multiple_of(config.log_interval as u64) {
-                    progress.line(&format!(
-                        "[epoch {epoch} step {}/{steps_per_epoch}] loss {value:.4} lr {:.3e}",
-                        b + 1,
-                        schedule.lr(step)
-                    ));
-                }
-            }
-            let mean = total / steps_per_epoch as f64;
-            progress.line(&format!(
-                "epoch {epoch}: train loss {mean:.4} ({:.0} s)",
-                started.elapsed().as_secs_f64()
-            ));
-            epoch_losses.push(mean);
-        }
-        progress.finish();
-        if loss_scale.is_some() {
+        let optimizer =
+            build_optimizer_with_epsilon(config.optimizer, config.weight_decay, config.epsilon);
+        let mut task = SquadTask {
+            features: &features,
+            pad_id,
+        };
+        let outcome = run_epochs(&mut task, model, optimizer, &settings)?;
+        if config.dtype.needs_loss_scaling() {
             note(
                 config,
-                format!("float16: {skipped} step(s) skipped on overflowing gradients"),
+                format!(
+                    "float16: {} step(s) skipped on overflowing gradients",
+                    outcome.skipped_steps
+                ),
             );
         }
-        model = trained.valid();
+        epoch_losses = outcome.train_losses;
+        model = outcome.model.valid();
         let dir = config.output_dir.join("model");
         let hf = Head::QuestionAnswering.config_for(bert_config, Some("squad"));
         save_hf_model(&model, &hf, Head::QuestionAnswering.architecture(), &dir)?;
