@@ -7,10 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use bert_model::BackendKind;
+use bert_model::checkpoint::ModelSource;
 use bert_model::embed::BertEmbedding;
 use bert_pipeline::build::{BuildOptions, build};
 use bert_pipeline::config::BuildConfig;
-use bert_train::pretrain::{ModelSource, PretrainConfig, RunOptions, train};
+use bert_train::pretrain::{PretrainConfig, RunOptions, train};
 
 const SENTENCES: [&str; 3] = [
     "Anne had been a very pretty girl, but her bloom had vanished early.",

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::pretrain_common::*;
 use bert_model::modules::BertForPreTraining;
-use bert_train::pretrain::init::init_from_scratch;
 use bert_train::pretrain::{RunOptions, evaluate, train};
 use bert_train::training::OptimizerKind;
+use bert_train::training::init::init_from_scratch;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 

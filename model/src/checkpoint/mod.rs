@@ -10,6 +10,8 @@ pub mod dir;
 pub mod export;
 pub mod import;
 pub mod keys;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod source;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use dir::{load_model_dir, load_pretraining_dir, load_tokenizer, read_config, weights_path};
@@ -23,3 +25,5 @@ pub use import::{
     load_bert_for_sequence_classification, load_bert_model,
 };
 pub use keys::{KeyAction, Layout, burn_to_hf, hf_to_burn};
+#[cfg(not(target_arch = "wasm32"))]
+pub use source::ModelSource;

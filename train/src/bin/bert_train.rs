@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use bert_model::BackendKind;
+use bert_model::checkpoint::ModelSource;
 use bert_train::cli::Command;
-use bert_train::pretrain::{ModelSource, PretrainConfig, RunOptions, train};
+use bert_train::pretrain::{PretrainConfig, RunOptions, train};
 use bert_train::training::{OptimizerKind, Precision};
 use clap::Parser;
 

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::finetune::model_io::{Head, ModelFiles};
-use crate::pretrain::ModelSource;
-use crate::pretrain::init::init_from_scratch;
 use crate::tasks::glue::Task;
+use crate::training::init::init_from_scratch;
 use bert_core::rng::{HEAD_SEED_SALT, mix};
+use bert_model::checkpoint::ModelSource;
 use bert_model::checkpoint::{
     HfTensors, load_bert_for_question_answering, load_bert_for_sequence_classification,
     save_hf_model, weights_path,

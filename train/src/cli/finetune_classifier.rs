@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::finetune::{ClassifierConfig, run_classifier};
-use crate::pretrain::ModelSource;
 use crate::tasks::glue::Task;
 use crate::training::{OptimizerKind, Precision};
 use bert_model::BackendKind;
+use bert_model::checkpoint::ModelSource;
 
 pub const AFTER_HELP: &str = "\
 Example (all-MiniLM-L6-v2 on RTE, the seed's flags):

@@ -8,9 +8,9 @@ use crate::finetune::squad::data::parse_range;
 use crate::finetune::squad::features::WindowParams;
 use crate::finetune::squad::postprocess::AnswerParams;
 use crate::finetune::squad::{SquadConfig, run_squad};
-use crate::pretrain::ModelSource;
 use crate::training::{OptimizerKind, Precision};
 use bert_model::BackendKind;
+use bert_model::checkpoint::ModelSource;
 
 pub const AFTER_HELP: &str = "\
 Example (train on the first 38 articles of dev-v1.1.json, predict the last 10):

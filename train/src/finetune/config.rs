@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Result, ensure};
 
-use crate::pretrain::ModelSource;
 use crate::tasks::glue::Task;
 use crate::training::{OptimizerKind, Precision};
 use bert_model::backend::BackendKind;
+use bert_model::checkpoint::ModelSource;
 
 #[derive(Debug, Clone)]
 pub struct ClassifierConfig {

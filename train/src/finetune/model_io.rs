@@ -10,9 +10,9 @@ use bert_core::vocab::Vocab;
 use burn::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::pretrain::ModelSource;
-use crate::pretrain::init::init_from_scratch;
+use crate::training::init::init_from_scratch;
 use bert_core::fsutil::write_atomic;
+use bert_model::checkpoint::ModelSource;
 use bert_model::checkpoint::{
     HfTensors, bert_tokenizer_config, copy_tokenizer_files, load_bert_for_sequence_classification,
     load_bert_model, load_tokenizer, read_config, weights_path, write_vocab_txt,

@@ -2,45 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail, ensure};
-use serde::{Deserialize, Serialize};
+use anyhow::{Result, ensure};
 
 use crate::training::optim::OptimizerKind;
 use crate::training::precision::Precision;
 use bert_model::backend::BackendKind;
-use bert_model::modules::{BertConfig, ZOO_NAMES};
-
-/// `--model`: a model-zoo name or a HuggingFace model directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ModelSource {
-    Zoo(String),
-    Dir(PathBuf),
-}
-
-impl ModelSource {
-    /// A zoo name if it is one, else an existing directory holding `config.json`.
-    pub fn parse(spec: &str) -> Result<Self> {
-        if ZOO_NAMES.contains(&spec) {
-            return Ok(Self::Zoo(spec.to_string()));
-        }
-        let dir = PathBuf::from(spec);
-        if dir.join("config.json").is_file() {
-            return Ok(Self::Dir(dir));
-        }
-        bail!(
-            "--model {spec:?} is neither a model-zoo name ({}) nor a directory with config.json",
-            ZOO_NAMES.join(", ")
-        )
-    }
-
-    /// The architecture; a zoo model takes the vocabulary size of the shards it trains on.
-    pub fn bert_config(&self, shard_vocab_size: usize) -> Result<BertConfig> {
-        match self {
-            Self::Zoo(name) => Ok(BertConfig::zoo(name)?.with_vocab_size(shard_vocab_size)),
-            Self::Dir(dir) => bert_model::checkpoint::read_config(dir),
-        }
-    }
-}
+use bert_model::checkpoint::ModelSource;
+use bert_model::modules::BertConfig;
 
 /// Everything `bert-train` (pretraining) was asked to do.
 #[derive(Debug, Clone, PartialEq)]

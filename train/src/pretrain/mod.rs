@@ -3,7 +3,6 @@
 //!
 //! - [`config`]: every flag of `bert-train`, and the fingerprint a checkpoint must match.
 //! - [`loss`]: a loader `Batch` as tensors, and the MLM + NSP losses and accuracies.
-//! - [`init`]: BERT's initialisation for training from scratch.
 //! - [`step`]: pretraining as a task of the training core's step (`crate::training`).
 //! - [`metrics`]: the log line and `metrics.jsonl`; [`plot`]: `metrics.svg` of the curves.
 //! - [`eval`]: accuracy and loss over every instance of a shard directory.
@@ -11,13 +10,12 @@
 
 pub mod config;
 pub mod eval;
-pub mod init;
 pub mod loss;
 pub mod metrics;
 pub mod plot;
 pub mod step;
 pub mod trainer;
 
-pub use config::{ModelSource, PretrainConfig};
+pub use config::PretrainConfig;
 pub use eval::{EvalResult, evaluate};
 pub use trainer::{RunOptions, Summary, train};

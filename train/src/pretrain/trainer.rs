@@ -11,20 +11,21 @@ use bert_pipeline::masking::MaskingParams;
 use bert_pipeline::shards::manifest::Manifest;
 use burn::module::Module;
 
-use super::config::{ModelSource, PretrainConfig};
+use super::config::PretrainConfig;
 use super::eval::{EvalResult, evaluate};
-use super::init::init_from_scratch;
 use super::loss::BatchTensors;
 use super::metrics::{Interval, MetricsLog, MetricsRow};
 use super::plot::write_metrics_svg;
 use super::step::train_step;
 use crate::training::checkpoint::{self as state, STATE_VERSION, TrainState};
+use crate::training::init::init_from_scratch;
 use crate::training::optim::build_optimizer;
 use crate::training::precision::{LossScale, check_device};
 use crate::training::progress::Progress;
 use crate::training::schedule::LinearSchedule;
 use crate::training::step::{MicroBatch, RankWork, StepSettings, micro_batch_seed};
 use bert_core::fsutil::write_atomic;
+use bert_model::checkpoint::ModelSource;
 use bert_model::checkpoint::{
     bert_tokenizer_config, copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining,
     write_vocab_txt,

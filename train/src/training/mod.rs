@@ -9,6 +9,7 @@
 //!   atomically, the last K kept, and the exact resume they allow.
 //! - [`epochs`]: fine-tuning's loop — epochs over a fixed example set, evaluation after each,
 //!   `metrics.jsonl` + `metrics.svg`, checkpoints and exact resume; the tasks bring the rest.
+//! - [`init`]: BERT's initialisation of a model trained from scratch (HF's `_init_weights`).
 //! - [`optim`]: BERTAdam / AdamW / LAMB with BERT's weight-decay groups, global-norm clipping.
 //! - [`schedule`]: linear warmup, then linear decay to zero.
 //! - [`precision`]: `--dtype`: half-precision compute, float32 master weights, loss scaling.
@@ -17,6 +18,7 @@
 
 pub mod checkpoint;
 pub mod epochs;
+pub mod init;
 pub mod optim;
 pub mod plot;
 pub mod precision;

@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use bert_model::checkpoint::ModelSource;
 use bert_pipeline::build::{BuildOptions, build};
 use bert_pipeline::config::BuildConfig;
-use bert_train::pretrain::{ModelSource, PretrainConfig};
+use bert_train::pretrain::PretrainConfig;
 
 /// The first `bytes` of the sample corpus, cut at a line end, as a corpus file in `dir`.
 pub fn corpus_prefix(dir: &Path, bytes: usize) -> PathBuf {

@@ -15,7 +15,6 @@ use super::data::read_squad;
 use super::features::{SquadFeature, WindowParams, features_tokenizer, squad_features};
 use super::postprocess::{AnswerParams, Answers, best_answers, ordered_json};
 use crate::finetune::model_io::{Head, ModelFiles};
-use crate::pretrain::ModelSource;
 use crate::tasks::squad_eval::{evaluate_v1, evaluate_v2};
 use crate::training::epochs::{EpochEnd, EpochSettings, EpochTask, run_epochs};
 use crate::training::optim::build_optimizer_with_epsilon;
@@ -24,6 +23,7 @@ use crate::training::{OptimizerKind, Precision};
 use bert_core::fsutil::write_atomic;
 use bert_core::rng::{HEAD_SEED_SALT, mix};
 use bert_model::BackendKind;
+use bert_model::checkpoint::ModelSource;
 use bert_model::checkpoint::{
     HfTensors, load_bert_for_question_answering, load_bert_model, save_hf_model, weights_path,
 };
@@ -267,7 +267,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
         }
         ModelSource::Zoo(_) => {
             let encoder =
-                crate::pretrain::init::init_from_scratch(bert_config, config.seed, &device).bert;
+                crate::training::init::init_from_scratch(bert_config, config.seed, &device).bert;
             device.seed(mix(config.seed, HEAD_SEED_SALT, 0));
             BertForQuestionAnswering::with_encoder(encoder, bert_config, &device)
         }
