@@ -16,6 +16,7 @@ use bert_model::embed::BertEmbedding;
 use bert_train::cli::convert;
 use burn::tensor::Device;
 use serde_json::{Value, json};
+use test_support::{cosine, max_abs};
 
 /// What is missing for the browser run, with how to get it.
 fn missing_prerequisites(root: &Path) -> Vec<String> {
@@ -68,20 +69,6 @@ fn strings(v: &Value) -> Vec<String> {
         .iter()
         .map(|x| x.as_str().expect("a string").to_string())
         .collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (na * nb)
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// An array of vectors from results.json.

@@ -16,10 +16,7 @@ fn sample() -> String {
 }
 
 fn pipeline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bert-pipeline"))
-        .args(args)
-        .output()
-        .expect("bert-pipeline runs")
+    test_support::run_bin(env!("CARGO_BIN_EXE_bert-pipeline"), args)
 }
 
 fn ok(out: Output) -> Output {

@@ -2,6 +2,7 @@
 //! checkers (tests/python/, train/scripts/), fixtures, comparisons, and running binaries.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
@@ -61,4 +62,46 @@ pub fn browser_fixture() -> (Vec<String>, Vec<Vec<f32>>) {
         })
         .collect();
     (sentences, vectors)
+}
+
+/// Run the binary at `path` (`env!("CARGO_BIN_EXE_...")`) with `args`, capturing its output.
+pub fn run_bin(path: &str, args: &[&str]) -> Output {
+    Command::new(path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {path}: {e}"))
+}
+
+/// A binary's stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The run failed, cleanly (no panic), saying each of `needles`.
+pub fn expect_error(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "the binary panicked:\n{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} not in stderr:\n{err}");
+    }
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// The largest absolute difference between two vectors of the same length.
+pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

@@ -2,16 +2,9 @@
 //! sentence-transformers files, and clear errors for bad input.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common::*;
-
-fn bert_embed(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bert-embed"))
-        .args(args)
-        .output()
-        .expect("run bert-embed")
-}
 
 fn json_rows(out: &Output) -> Vec<serde_json::Value> {
     assert!(out.status.success(), "bert-embed failed:\n{}", stderr(out));

@@ -19,12 +19,6 @@ fn convert(model: &Path, dtype: &str, out: &Path) -> Output {
         .expect("run bert-train")
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (norm(a) * norm(b))
-}
-
 #[test]
 fn float16_copy_is_half_the_size_and_embeds_like_float32() {
     let model = minilm_dir();

@@ -14,13 +14,6 @@ use bert_model::{BackendKind, BertInput};
 use burn::prelude::*;
 use safetensors::Dtype;
 
-fn bert_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bert-train"))
-        .args(args)
-        .output()
-        .expect("run bert-train")
-}
-
 fn ok(out: Output) -> Output {
     assert!(out.status.success(), "failed:\n{}", stderr(&out));
     out

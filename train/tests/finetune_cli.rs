@@ -5,17 +5,10 @@
 //! output, and clear errors for bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::common::{expect_error, fixture, minilm_dir, stderr};
+use crate::common::{bert_train, expect_error, fixture, minilm_dir, stderr};
 use safetensors::Dtype;
-
-fn bert_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bert-train"))
-        .args(args)
-        .output()
-        .expect("run bert-train")
-}
 
 fn ok(out: Output) -> String {
     let err = stderr(&out);

@@ -5,15 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{expect_error, stderr};
+use crate::common::{bert_train, expect_error, stderr};
 use crate::pretrain_common::*;
-
-fn bert_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bert-train"))
-        .args(args)
-        .output()
-        .expect("run bert-train")
-}
 
 fn expect_success(out: &Output) -> String {
     let err = stderr(out);

@@ -2,13 +2,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use bert_model::checkpoint::export::{NamedTensor, serialize_safetensors};
 use bert_model::{BackendKind, BertInput};
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
-pub use test_support::{reference_python, repo_root};
+pub use test_support::{
+    cosine, expect_error, max_abs as max_abs_diff, reference_python, repo_root, run_bin, stderr,
+};
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -123,30 +126,14 @@ pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
 }
 
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+/// `bert-train` with `args`.
+pub fn bert_train(args: &[&str]) -> Output {
+    run_bin(env!("CARGO_BIN_EXE_bert-train"), args)
 }
 
-/// A binary's stderr as text.
-pub fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The run failed, cleanly (no panic), saying each of `needles`.
-pub fn expect_error(out: &std::process::Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "the binary panicked:\n{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{needle:?} not in stderr:\n{err}");
-    }
+/// `bert-embed` with `args`.
+pub fn bert_embed(args: &[&str]) -> Output {
+    run_bin(env!("CARGO_BIN_EXE_bert-embed"), args)
 }
 
 /// `train/scripts/check_hf_roundtrip.py`: transformers loads `export`, runs `inputs` and must
