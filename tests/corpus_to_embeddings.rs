@@ -65,7 +65,7 @@ fn corpus_to_shards_to_pretrained_model_to_embeddings_equal_to_transformers() {
     eprintln!("built {} instances", stats.totals.instances);
 
     let mut config = PretrainConfig::new(shards);
-    config.model = ModelSource::parse(&tiny_model(dir.path())).unwrap();
+    config.model = ModelSource::Dir(tiny_model(dir.path()).into());
     config.ckpt_dir = dir.path().join("ckpt");
     config.batch_size = 16;
     config.num_steps = 30;

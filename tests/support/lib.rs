@@ -37,6 +37,22 @@ pub fn reference_python() -> String {
 mod block_on;
 pub use block_on::block_on;
 
+pub mod hub_mock;
+
+/// sentence-transformers' all-MiniLM-L6-v2 (`train/scripts/fetch_minilm.sh` puts it there).
+pub fn minilm_dir() -> PathBuf {
+    let dir = repo_root().join("models/all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run train/scripts/fetch_minilm.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// A commit id for the mock hub's all-MiniLM-L6-v2 (one of the real repository's).
+pub const MINILM_COMMIT: &str = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf";
+
 /// The sentences of `tests/fixtures/browser_minilm.json` and sentence-transformers'
 /// all-MiniLM-L6-v2 vectors of them (tests/python/make_browser_fixture.py).
 pub fn browser_fixture() -> (Vec<String>, Vec<Vec<f32>>) {

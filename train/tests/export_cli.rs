@@ -71,6 +71,7 @@ fn classification_export_round_trips_through_transformers_and_bert_embed() {
         "classification",
         "--model",
         "bert_2_128_2",
+        "--from-scratch",
         "--bert-dataset",
         "book_corpus_wiki_en_uncased",
         "--task-name",
@@ -203,6 +204,7 @@ fn regression_and_question_answering_exports_round_trip() {
         "regression",
         "--model",
         "bert_2_128_2",
+        "--from-scratch",
         "--task-name",
         "STS-B",
         "--output-dir",
@@ -228,6 +230,7 @@ fn regression_and_question_answering_exports_round_trip() {
         "question_answering",
         "--model",
         "bert_2_128_2",
+        "--from-scratch",
         "--output-dir",
         &s(&qa),
         "--seq-length",
@@ -274,6 +277,7 @@ fn loads_a_bert_train_export() {
         num_labels: Some(3),
         task_name: None,
         seed: 7,
+        weights: Default::default(),
     })
     .unwrap();
     let file = |name: &str| std::fs::read(out.path().join(name)).unwrap();

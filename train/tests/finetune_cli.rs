@@ -265,7 +265,7 @@ fn half_precision_fine_tuning_saves_float32_models() {
         &data,
         &out,
         "bert_2_128_2",
-        &["--epochs", "1", "--dtype", "float16"],
+        &["--from-scratch", "--epochs", "1", "--dtype", "float16"],
     ));
     assert!(log.contains("warmup steps, float16, on cpu"), "{log}");
     assert!(log.contains("after epoch 1 (float16, "), "{log}");
@@ -309,6 +309,7 @@ fn half_precision_fine_tuning_saves_float32_models() {
         "finetune-squad",
         "--model",
         "bert_2_128_2",
+        "--from-scratch",
         "--train-file",
         &data,
         "--predict-file",

@@ -50,6 +50,7 @@ fn bertadam_steps_agree_with_pytorch() {
             "classification",
             "--model",
             "bert_2_128_2",
+            "--from-scratch",
         ])
         .args([
             "--num-labels",

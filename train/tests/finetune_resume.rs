@@ -32,6 +32,7 @@ fn command(data: &Path, out: &Path, extra: &[&str]) -> Command {
             "RTE",
             "--model",
             "bert_2_128_2",
+            "--from-scratch",
         ])
         .args([
             "--batch-size",
@@ -159,7 +160,14 @@ fn squad(out: &Path, extra: &[&str]) -> Command {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/squad/tiny_train_v2.json");
     let mut command = Command::new(env!("CARGO_BIN_EXE_bert-train"));
     command
-        .args(["finetune-squad", "--model", "bert_2_128_2", "--epochs", "2"])
+        .args([
+            "finetune-squad",
+            "--model",
+            "bert_2_128_2",
+            "--from-scratch",
+            "--epochs",
+            "2",
+        ])
         .args([
             "--max-seq-length",
             "48",

@@ -1,5 +1,6 @@
 //! HuggingFace checkpoints: import (safetensors, from bytes or files), export, and
-//! re-encoding in another precision. Model directories, export and conversion work on files,
+//! re-encoding in another precision; where a model comes from (a directory, the zoo's
+//! pretrained checkpoints, any hub id). Model directories, export and conversion work on files,
 //! so they are native-only; the browser imports from bytes.
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -12,6 +13,8 @@ pub mod import;
 pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod source;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod zoo;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use dir::{load_model_dir, load_pretraining_dir, load_tokenizer, read_config, weights_path};
@@ -26,4 +29,4 @@ pub use import::{
 };
 pub use keys::{KeyAction, Layout, burn_to_hf, hf_to_burn};
 #[cfg(not(target_arch = "wasm32"))]
-pub use source::ModelSource;
+pub use source::{ModelRequest, ModelSource, download_model};

@@ -108,6 +108,25 @@ impl BertEmbedding {
         Ok((embedding, report))
     }
 
+    /// A pretrained model by name, as GluonNLP's `BertEmbedding(model=..., dataset_name=...)`:
+    /// a model-zoo name with its dataset, a HuggingFace Hub id, or a directory
+    /// ([`ModelSource::resolve`](crate::checkpoint::ModelSource::resolve); hub checkpoints
+    /// are downloaded into the hub cache once). Then as [`Self::from_dir`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_pretrained(
+        request: &crate::checkpoint::ModelRequest,
+        device: &Device,
+    ) -> Result<(Self, crate::checkpoint::LoadReport)> {
+        use crate::checkpoint::ModelSource;
+        if request.random_weights {
+            bail!("an embedding model needs pretrained weights");
+        }
+        match ModelSource::resolve(request)? {
+            ModelSource::Dir(dir) => Self::from_dir(&dir, device),
+            ModelSource::Zoo(name) => bail!("{name} resolved to random weights"),
+        }
+    }
+
     /// A model-zoo shape (`bert_12_768_12`, ...) with weights from a safetensors file and a
     /// WordPiece vocabulary file.
     #[cfg(not(target_arch = "wasm32"))]

@@ -139,6 +139,18 @@ impl BertConfig {
         Ok(Self::new(VOCAB, hidden, layers, heads))
     }
 
+    /// Parameters of `BertForPreTraining` (encoder, pooler, MLM head with the decoder tied to
+    /// the word embeddings, NSP head): what Google's and HF's checkpoints hold.
+    pub fn parameter_count(&self) -> usize {
+        let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        let embeddings = (v + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h;
+        let layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h;
+        let pooler = h * h + h;
+        let mlm = (h * h + h) + 2 * h + v;
+        let nsp = 2 * h + 2;
+        embeddings + self.num_hidden_layers * layer + pooler + mlm + nsp
+    }
+
     /// Set the vocabulary size (e.g. to match a cased or Chinese vocabulary).
     pub fn with_vocab_size(mut self, vocab_size: usize) -> Self {
         self.vocab_size = vocab_size;

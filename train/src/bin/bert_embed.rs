@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bert_core::fsutil::write_atomic;
 use bert_model::BackendKind;
+use bert_model::checkpoint::{ModelRequest, ModelSource};
 use bert_model::embed::{BertEmbedding, OovWay, Pooling};
 use bert_train::embed_output::{arrow_bytes, npy_bytes, write_jsonl};
 use clap::{ArgGroup, Parser, ValueEnum};
@@ -23,13 +24,27 @@ enum Format {
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Sentence and token embeddings from a BERT model directory"
+    about = "Sentence and token embeddings from a pretrained BERT (zoo name, hub id or directory)"
 )]
 #[command(group(ArgGroup::new("input").required(true).args(["sentences", "file"])))]
 struct Args {
-    /// HuggingFace model directory (config.json, model.safetensors, tokenizer.json/vocab.txt).
+    /// A model-zoo name (its checkpoint pretrained on --dataset-name), a HuggingFace Hub id
+    /// (sentence-transformers/all-MiniLM-L6-v2) or a model directory (config.json,
+    /// model.safetensors, tokenizer.json/vocab.txt). Hub checkpoints are downloaded into the
+    /// hub cache (HF_HUB_CACHE) once.
+    #[arg(long, default_value = "bert_12_768_12")]
+    model: String,
+    /// The pretraining dataset of a zoo --model (book_corpus_wiki_en_uncased, ..._cased,
+    /// wiki_multilingual_uncased, wiki_multilingual_cased, wiki_cn_cased).
+    #[arg(
+        long,
+        alias = "dataset_name",
+        default_value = "book_corpus_wiki_en_uncased"
+    )]
+    dataset_name: String,
+    /// Hub revision (branch, tag or commit) of --model.
     #[arg(long)]
-    model: PathBuf,
+    revision: Option<String>,
     /// Sentences to embed.
     #[arg(long, num_args = 1..)]
     sentences: Vec<String>,
@@ -111,7 +126,19 @@ fn run(args: Args) -> Result<()> {
     let backend: BackendKind = args.backend.parse()?;
     let device = backend.device()?;
 
-    let (mut embedder, report) = BertEmbedding::from_dir(&args.model, &device)?;
+    let request = ModelRequest {
+        model: args.model.clone(),
+        dataset: Some(args.dataset_name.clone()),
+        revision: args.revision.clone(),
+        random_weights: false,
+    };
+    let ModelSource::Dir(model_dir) = ModelSource::resolve(&request)? else {
+        unreachable!("pretrained weights resolve to a directory")
+    };
+    if model_dir.as_os_str() != args.model.as_str() {
+        eprintln!("model: {} from {}", args.model, model_dir.display());
+    }
+    let (mut embedder, report) = BertEmbedding::from_dir(&model_dir, &device)?;
     if !report.unused.is_empty() {
         eprintln!(
             "note: {} tensor(s) in the checkpoint are not used by BertModel: {}",

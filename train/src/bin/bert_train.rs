@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use bert_model::BackendKind;
-use bert_model::checkpoint::ModelSource;
+use bert_model::checkpoint::{ModelRequest, ModelSource};
 use bert_train::cli::Command;
 use bert_train::pretrain::{PretrainConfig, RunOptions, train};
 use bert_train::training::{OptimizerKind, Precision};
@@ -50,12 +50,25 @@ struct Args {
     #[arg(long, required = true)]
     shards: Option<PathBuf>,
     /// Model-zoo name (bert_2_128_2, bert_4_256_4, bert_6_384_12, bert_12_768_12,
-    /// bert_24_1024_16) or a HuggingFace model directory (its config.json).
+    /// bert_24_1024_16) or a HuggingFace model directory (its config.json); with --pretrained
+    /// also a HuggingFace Hub id.
     #[arg(long, default_value = "bert_12_768_12")]
     model: String,
-    /// Start from the weights in the --model directory instead of a fresh initialisation.
+    /// Start from pretrained weights instead of a fresh initialisation: the zoo checkpoint of
+    /// --model on --dataset-name (downloaded into the hub cache), a hub id's, or a directory's.
     #[arg(long)]
     pretrained: bool,
+    /// The pretraining dataset of a --pretrained zoo checkpoint (book_corpus_wiki_en_uncased,
+    /// ..._cased, wiki_multilingual_uncased, wiki_multilingual_cased, wiki_cn_cased).
+    #[arg(
+        long,
+        alias = "dataset_name",
+        default_value = "book_corpus_wiki_en_uncased"
+    )]
+    dataset_name: String,
+    /// Hub revision (branch, tag or commit) of a --pretrained hub id or zoo checkpoint.
+    #[arg(long)]
+    revision: Option<String>,
     /// Sequences per micro-batch (with --use-avg-len: tokens per micro-batch).
     #[arg(long, alias = "batch_size", default_value_t = 8)]
     batch_size: usize,
@@ -127,7 +140,18 @@ fn run(args: Args) -> Result<()> {
         anyhow::bail!("--shards is required (or name a subcommand; see --help)");
     };
     let mut config = PretrainConfig::new(shards);
-    config.model = ModelSource::parse(&args.model)?;
+    let dir = std::path::Path::new(&args.model);
+    config.model = if !args.pretrained && dir.is_dir() {
+        // A directory without --pretrained: its config.json's shape, fresh weights.
+        ModelSource::resolve(&ModelRequest::pretrained(&args.model))?
+    } else {
+        ModelSource::resolve(&ModelRequest {
+            model: args.model.clone(),
+            dataset: Some(args.dataset_name.clone()),
+            revision: args.revision.clone(),
+            random_weights: !args.pretrained,
+        })?
+    };
     config.pretrained = args.pretrained;
     config.batch_size = args.batch_size;
     config.accumulate = args.accumulate;

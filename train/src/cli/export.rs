@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::model_args::WeightsArgs;
 use crate::finetune::model_io::{Head, ModelFiles};
 use crate::tasks::glue::Task;
 use crate::training::init::init_from_scratch;
 use bert_core::rng::{HEAD_SEED_SALT, mix};
-use bert_model::checkpoint::ModelSource;
 use bert_model::checkpoint::{
     HfTensors, load_bert_for_question_answering, load_bert_for_sequence_classification,
     save_hf_model, weights_path,
 };
-use bert_model::modules::{BertForQuestionAnswering, BertForSequenceClassification};
+use bert_model::modules::{BertForQuestionAnswering, BertForSequenceClassification, ZOO_NAMES};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -47,8 +47,9 @@ pub struct ExportArgs {
     /// The head: classification, regression or question_answering.
     #[arg(long)]
     pub task: ExportTask,
-    /// Fine-tuned weights: a HuggingFace directory or a .safetensors file. Without it the
-    /// weights are drawn at random (BERT's initialisation, --seed).
+    /// Fine-tuned weights: a HuggingFace directory or a .safetensors file. Without it, the
+    /// --model's pretrained encoder with a new head (drawn from --seed), or with
+    /// --from-scratch, random weights throughout.
     #[arg(long, alias = "model_parameters")]
     pub model_parameters: Option<PathBuf>,
     /// Where the HuggingFace directory is written.
@@ -57,17 +58,21 @@ pub struct ExportArgs {
     /// Longest input the deployed tokenizer produces (model_max_length).
     #[arg(long, alias = "seq_length", default_value_t = 384)]
     pub seq_length: usize,
-    /// The architecture and tokenizer: a HuggingFace directory or a model-zoo name. Default:
-    /// the --model-parameters directory, else bert_12_768_12.
+    /// The architecture and tokenizer: a model-zoo name (its pretrained checkpoint on
+    /// --bert-dataset), a HuggingFace Hub id or directory. Default: the --model-parameters
+    /// directory, else bert_12_768_12.
     #[arg(long)]
     pub model: Option<String>,
-    /// Vocabulary of a model-zoo --model (bundled name or vocab.txt / tokenizer.json path).
+    /// The zoo checkpoint's pretraining dataset; with --from-scratch or a --model-parameters
+    /// file, the vocabulary (bundled name or vocab.txt / tokenizer.json path).
     #[arg(
         long,
         alias = "bert_dataset",
         default_value = "book_corpus_wiki_en_uncased"
     )]
     pub bert_dataset: String,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
     /// Classes of a classification head (default: the checkpoint's, else the task's, else 2).
     #[arg(long, alias = "num_labels")]
     pub num_labels: Option<usize>,
@@ -147,7 +152,14 @@ pub fn run(args: ExportArgs) -> Result<()> {
         (None, Some(dir)) => dir.display().to_string(),
         (None, None) => "bert_12_768_12".into(),
     };
-    let source = ModelSource::parse(&model_spec)?;
+    // --model-parameters brings the weights: a zoo name then gives the shape alone.
+    let shape_only = args.weights.from_scratch
+        || (args.model_parameters.is_some() && ZOO_NAMES.contains(&model_spec.as_str()));
+    let weights_args = WeightsArgs {
+        from_scratch: shape_only,
+        ..args.weights.clone()
+    };
+    let source = weights_args.resolve(&model_spec, &args.bert_dataset)?;
     let files = ModelFiles::open(&source, Some(&args.bert_dataset), args.seq_length)?;
     files.check_max_len(args.seq_length, "--seq-length")?;
     let weights = match &args.model_parameters {

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use super::model_args::WeightsArgs;
 use crate::finetune::{ClassifierConfig, run_classifier};
 use crate::tasks::glue::Task;
 use crate::training::{OptimizerKind, Precision};
 use bert_model::BackendKind;
-use bert_model::checkpoint::ModelSource;
 
 pub const AFTER_HELP: &str = "\
 Example (all-MiniLM-L6-v2 on RTE, the seed's flags):
@@ -45,18 +45,22 @@ pub struct FinetuneClassifierArgs {
     /// The task's glue_data directory (train.tsv, dev.tsv, test.tsv); default glue_data/TASK.
     #[arg(long, alias = "data_dir")]
     pub data_dir: Option<PathBuf>,
-    /// A HuggingFace model directory (pretrained encoder, or a fine-tuned model with its head),
-    /// or a model-zoo name (bert_12_768_12, ...: random weights, vocabulary --bert-dataset).
+    /// The encoder: a model-zoo name (its checkpoint pretrained on --bert-dataset, downloaded
+    /// into the hub cache), a HuggingFace Hub id, or a model directory (pretrained encoder, or
+    /// a fine-tuned model with its head).
     #[arg(long, default_value = "bert_12_768_12")]
     pub model: String,
-    /// Vocabulary of a model-zoo --model: a bundled name or a vocab.txt / tokenizer.json path.
-    /// A model directory brings its own tokenizer.
+    /// The zoo checkpoint's pretraining dataset (book_corpus_wiki_en_uncased, ..._cased,
+    /// wiki_multilingual_uncased, wiki_multilingual_cased, wiki_cn_cased). With --from-scratch:
+    /// the vocabulary, a bundled name or a vocab.txt / tokenizer.json path.
     #[arg(
         long,
         alias = "bert_dataset",
         default_value = "book_corpus_wiki_en_uncased"
     )]
     pub bert_dataset: String,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
     /// Examples per micro-batch.
     #[arg(long, alias = "batch_size", default_value_t = 32)]
     pub batch_size: usize,
@@ -134,7 +138,7 @@ pub fn run(args: FinetuneClassifierArgs) -> Result<()> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| PathBuf::from("glue_data").join(task.dir_name()));
-    let model = ModelSource::parse(&args.model)?;
+    let model = args.weights.resolve(&args.model, &args.bert_dataset)?;
     let mut config = ClassifierConfig::new(task, data_dir, model);
     config.bert_dataset = Some(args.bert_dataset);
     config.batch_size = args.batch_size;

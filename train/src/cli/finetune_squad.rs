@@ -4,13 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
+use super::model_args::WeightsArgs;
 use crate::finetune::squad::data::parse_range;
 use crate::finetune::squad::features::WindowParams;
 use crate::finetune::squad::postprocess::AnswerParams;
 use crate::finetune::squad::{SquadConfig, run_squad};
 use crate::training::{OptimizerKind, Precision};
 use bert_model::BackendKind;
-use bert_model::checkpoint::ModelSource;
 
 pub const AFTER_HELP: &str = "\
 Example (train on the first 38 articles of dev-v1.1.json, predict the last 10):
@@ -30,16 +30,19 @@ loss per epoch; --gpus 0,1 trains data-parallel over devices of --backend.";
 
 #[derive(Debug, clap::Args)]
 pub struct FinetuneSquadArgs {
-    /// A HuggingFace model directory or a model-zoo name (random weights).
-    #[arg(long)]
+    /// The encoder: a model-zoo name (its checkpoint pretrained on --bert-dataset), a
+    /// HuggingFace Hub id, or a model directory (pretrained, or fine-tuned with its QA head).
+    #[arg(long, default_value = "bert_12_768_12")]
     pub model: String,
-    /// Vocabulary of a model-zoo --model.
+    /// The zoo checkpoint's pretraining dataset; with --from-scratch, the vocabulary.
     #[arg(
         long,
         alias = "bert_dataset",
         default_value = "book_corpus_wiki_en_uncased"
     )]
     pub bert_dataset: String,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
     /// SQuAD JSON to train on (omit to only predict).
     #[arg(long)]
     pub train_file: Option<PathBuf>,
@@ -127,7 +130,7 @@ pub fn run(args: FinetuneSquadArgs) -> Result<()> {
         bail!("--log-interval, --epochs and --doc-stride must be at least 1");
     }
     let config = SquadConfig {
-        model: ModelSource::parse(&args.model)?,
+        model: args.weights.resolve(&args.model, &args.bert_dataset)?,
         bert_dataset: Some(args.bert_dataset),
         train_file: args.train_file,
         train_articles: args

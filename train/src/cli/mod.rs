@@ -6,6 +6,8 @@ pub mod evaluate_squad;
 pub mod export;
 pub mod finetune_classifier;
 pub mod finetune_squad;
+pub mod model_args;
+pub mod zoo;
 
 use anyhow::Result;
 
@@ -27,6 +29,9 @@ pub enum Command {
     /// Copy a HuggingFace model directory with its weights in another precision (float16).
     #[command(after_help = convert::AFTER_HELP)]
     Convert(convert::ConvertArgs),
+    /// List the pretrained checkpoints of the model zoo and whether they are cached.
+    #[command(after_help = zoo::AFTER_HELP)]
+    Zoo(zoo::ZooArgs),
 }
 
 impl Command {
@@ -35,7 +40,7 @@ impl Command {
         match self {
             Self::FinetuneClassifier(args) => Some(&args.backend),
             Self::FinetuneSquad(args) => Some(&args.backend),
-            Self::EvaluateSquad(_) | Self::Export(_) | Self::Convert(_) => None,
+            Self::EvaluateSquad(_) | Self::Export(_) | Self::Convert(_) | Self::Zoo(_) => None,
         }
     }
 
@@ -46,6 +51,7 @@ impl Command {
             Self::EvaluateSquad(args) => evaluate_squad::run(args),
             Self::Export(args) => export::run(args),
             Self::Convert(args) => convert::run(args),
+            Self::Zoo(args) => zoo::run(args),
         }
     }
 }

@@ -124,7 +124,7 @@ impl PretrainConfig {
         if self.pretrained {
             ensure!(
                 matches!(self.model, ModelSource::Dir(_)),
-                "--pretrained needs --model DIR (a HuggingFace directory with weights)"
+                "--pretrained needs weights: a zoo checkpoint, a hub id or a model directory"
             );
         }
         Ok(())
@@ -178,13 +178,18 @@ mod tests {
 
     #[test]
     fn model_is_a_zoo_name_or_a_config_dir() {
+        let random = |model: &str| {
+            ModelSource::resolve(&bert_model::checkpoint::ModelRequest {
+                model: model.into(),
+                random_weights: true,
+                ..Default::default()
+            })
+        };
         assert_eq!(
-            ModelSource::parse("bert_2_128_2").unwrap(),
+            random("bert_2_128_2").unwrap(),
             ModelSource::Zoo("bert_2_128_2".into())
         );
-        let err = ModelSource::parse("/nonexistent/bert")
-            .unwrap_err()
-            .to_string();
+        let err = random("/nonexistent/bert").unwrap_err().to_string();
         assert!(err.contains("bert_12_768_12"), "{err}");
         let zoo = ModelSource::Zoo("bert_2_128_2".into());
         assert_eq!(zoo.bert_config(119_547).unwrap().vocab_size, 119_547);

@@ -80,7 +80,7 @@ pub fn tiny_model_dir(
 /// A quiet CPU run of `model` on `shards`, checkpointing into `ckpt_dir`.
 pub fn cpu_config(shards: &Path, model: &Path, ckpt_dir: &Path) -> PretrainConfig {
     let mut config = PretrainConfig::new(shards.to_path_buf());
-    config.model = ModelSource::parse(&model.display().to_string()).unwrap();
+    config.model = ModelSource::Dir(model.to_path_buf());
     config.ckpt_dir = ckpt_dir.to_path_buf();
     config.log_interval = 1;
     config
