@@ -39,12 +39,16 @@ pub use block_on::block_on;
 
 pub mod hub_mock;
 
-/// sentence-transformers' all-MiniLM-L6-v2 (`train/scripts/fetch_minilm.sh` puts it there).
+/// sentence-transformers' all-MiniLM-L6-v2: $BERT_MINILM_DIR, else models/all-MiniLM-L6-v2
+/// (`train/scripts/fetch_minilm.sh` puts it there). The tests that need it fail (not skip)
+/// without it, saying how to get it.
 pub fn minilm_dir() -> PathBuf {
-    let dir = repo_root().join("models/all-MiniLM-L6-v2");
+    let dir = std::env::var_os("BERT_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models/all-MiniLM-L6-v2"));
     assert!(
         dir.join("model.safetensors").is_file(),
-        "{} is missing: run train/scripts/fetch_minilm.sh",
+        "{} has no all-MiniLM-L6-v2; run train/scripts/fetch_minilm.sh",
         dir.display()
     );
     dir

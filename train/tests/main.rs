@@ -15,6 +15,7 @@ mod finetune_precision;
 mod finetune_reference;
 mod finetune_resume;
 mod hf_roundtrip;
+mod hub_models;
 mod minilm_fidelity;
 mod pretrain_cli;
 mod pretrain_memorise;

@@ -11,9 +11,10 @@ use crate::finetune::model_io::{Head, ModelFiles};
 use crate::tasks::glue::Task;
 use crate::training::init::init_from_scratch;
 use bert_core::rng::{HEAD_SEED_SALT, mix};
+use bert_model::checkpoint::ModelSource;
 use bert_model::checkpoint::{
     HfTensors, load_bert_for_question_answering, load_bert_for_sequence_classification,
-    save_hf_model, weights_path,
+    load_bert_model, save_hf_model, weights_path,
 };
 use bert_model::modules::{BertForQuestionAnswering, BertForSequenceClassification, ZOO_NAMES};
 
@@ -173,6 +174,12 @@ pub fn run(args: ExportArgs) -> Result<()> {
         }
         None => None,
     };
+    // Without --model-parameters, a directory's (or hub checkpoint's) encoder is kept and
+    // only the head is new; a zoo shape (--from-scratch) is random throughout.
+    let encoder_weights = match (&weights, &source) {
+        (None, ModelSource::Dir(dir)) => Some(HfTensors::from_file(&weights_path(dir)?)?),
+        _ => None,
+    };
     let head = match args.task {
         ExportTask::Classification => {
             Head::Classification(class_names(&args, task, &files, weights.as_ref())?)
@@ -196,6 +203,12 @@ pub fn run(args: ExportArgs) -> Result<()> {
             args.task
         )
     };
+    let encoder = |pretrained: Option<&HfTensors>| -> Result<_> {
+        Ok(match pretrained {
+            Some(w) => load_bert_model(config, w, &device)?.0,
+            None => init_from_scratch(config, args.seed, &device).bert,
+        })
+    };
     match (&head, &weights) {
         (Head::QuestionAnswering, Some(w)) => {
             let (model, _) =
@@ -203,7 +216,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             save_hf_model(&model, &hf_config, head.architecture(), out)?;
         }
         (Head::QuestionAnswering, None) => {
-            let encoder = init_from_scratch(config, args.seed, &device).bert;
+            let encoder = encoder(encoder_weights.as_ref())?;
             device.seed(mix(args.seed, HEAD_SEED_SALT, 0));
             let model = BertForQuestionAnswering::with_encoder(encoder, config, &device);
             save_hf_model(&model, &hf_config, head.architecture(), out)?;
@@ -215,7 +228,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             save_hf_model(&model, &hf_config, head.architecture(), out)?;
         }
         (_, None) => {
-            let encoder = init_from_scratch(config, args.seed, &device).bert;
+            let encoder = encoder(encoder_weights.as_ref())?;
             device.seed(mix(args.seed, HEAD_SEED_SALT, 0));
             let model = BertForSequenceClassification::with_encoder(
                 encoder,
@@ -231,10 +244,10 @@ pub fn run(args: ExportArgs) -> Result<()> {
         "exported {} ({} label(s)){} to {}",
         head.architecture(),
         head.num_labels(),
-        if weights.is_none() {
-            ", randomly initialised"
-        } else {
-            ""
+        match (&weights, &encoder_weights) {
+            (Some(_), _) => "",
+            (None, Some(_)) => ", pretrained encoder and a new head",
+            (None, None) => ", randomly initialised",
         },
         out.display()
     );

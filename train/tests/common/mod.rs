@@ -10,26 +10,14 @@ use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
 pub use test_support::{
-    cosine, expect_error, max_abs as max_abs_diff, reference_python, repo_root, run_bin, stderr,
+    cosine, expect_error, max_abs as max_abs_diff, minilm_dir, reference_python, repo_root,
+    run_bin, stderr,
 };
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-/// all-MiniLM-L6-v2; the tests that need it fail (not skip) without it, saying how to get it.
-pub fn minilm_dir() -> PathBuf {
-    let dir = std::env::var_os("BERT_MINILM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("models/all-MiniLM-L6-v2"));
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} has no all-MiniLM-L6-v2; run train/scripts/fetch_minilm.sh",
-        dir.display()
-    );
-    dir
 }
 
 pub fn device(kind: BackendKind) -> Device {
