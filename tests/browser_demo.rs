@@ -16,7 +16,10 @@ use bert_model::embed::BertEmbedding;
 use bert_train::cli::convert;
 use burn::tensor::Device;
 use serde_json::{Value, json};
-use test_support::{cosine, max_abs};
+use test_support::hub_mock::{HubMock, MockRepo};
+use test_support::{MINILM_COMMIT, cosine, max_abs};
+
+const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 /// What is missing for the browser run, with how to get it.
 fn missing_prerequisites(root: &Path) -> Vec<String> {
@@ -164,6 +167,9 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
     })
     .unwrap();
 
+    // The model on a loopback hub, loaded by id; the page stops it before reloading.
+    let hub = HubMock::start(vec![MockRepo::from_dir(MINILM, MINILM_COMMIT, &model_dir)]);
+
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-demo");
     std::fs::create_dir_all(&out).unwrap();
     let input = out.join("input.json");
@@ -174,6 +180,7 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
             "query": query,
             "tokenize": tokenize,
             "float16Model": "../models/all-MiniLM-L6-v2-f16/",
+            "hub": { "endpoint": hub.url(), "repo": MINILM },
         })
         .to_string(),
     )
@@ -308,6 +315,45 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
         5e-3,
     );
     eprintln!("cpu-float16: {}", r["status"].as_str().unwrap_or(""));
+
+    // A hub id: downloaded with progress, equal to native; after the hub stopped, the reload
+    // came from Cache Storage with the same vectors.
+    let r = run("hub");
+    let first = vectors(&r["first"]["embeddings"]);
+    assert_close("hub vs native", &first, &native_vectors);
+    assert_eq!(
+        vectors(&r["reload"]["embeddings"]),
+        first,
+        "the reload from the browser cache gives the same vectors"
+    );
+    let progress = r["first"]["progress"].as_array().unwrap();
+    let weights = progress
+        .iter()
+        .filter(|p| p["file"] == "model.safetensors")
+        .last()
+        .expect("progress reported for the weights");
+    let size = std::fs::metadata(model_dir.join("model.safetensors"))
+        .unwrap()
+        .len();
+    assert_eq!(weights["loaded"].as_u64(), Some(size), "{weights}");
+    assert_eq!(weights["total"].as_u64(), Some(size), "{weights}");
+    assert!(
+        progress.iter().all(|p| p["cached"] == false),
+        "first load downloads"
+    );
+    let reload = r["reload"]["progress"].as_array().unwrap();
+    assert!(
+        !reload.is_empty() && reload.iter().all(|p| p["cached"] == true),
+        "reload from the cache: {reload:?}"
+    );
+    let requests = hub.requests();
+    let resolve = format!("GET /{MINILM}/resolve/main/model.safetensors");
+    assert_eq!(
+        requests.iter().filter(|r| **r == resolve).count(),
+        1,
+        "the weights were fetched once: {requests:?}"
+    );
+    eprintln!("hub: {}", r["status"].as_str().unwrap_or(""));
 
     // The wasm tokenizer (fancy-regex) gives native's (oniguruma) ids on the whole sample.
     let tokenizer = load_tokenizer(&model_dir, 256, None).unwrap();

@@ -1,12 +1,19 @@
 // The demo page: load a model, embed the textarea's sentences, draw their cosine heat map,
 // and rank them against a query. `window.bertDemo` exposes the embedder to tests.
-import { Embedder, cosine } from './pkg/embedder.js';
+import { Embedder, cosine, isHubId } from './pkg/embedder.js';
 
 const params = new URLSearchParams(location.search);
 const backend = params.get('backend') ?? 'auto';
 // CPU only: Web Workers running the encoder (default: one per core, at most 4; 0: this thread).
 const threads = params.has('threads') ? Number(params.get('threads')) : undefined;
-const modelUrl = new URL(params.get('model') ?? '../models/all-MiniLM-L6-v2/', location.href).href;
+// A hub id (?model=sentence-transformers/all-MiniLM-L6-v2, with optional &revision= and
+// &endpoint=) or a model directory URL; default: the copy fetch_minilm.sh puts beside the page.
+const modelParam = params.get('model') ?? '../models/all-MiniLM-L6-v2/';
+const hub = isHubId(modelParam);
+const model = hub ? modelParam : new URL(modelParam, location.href).href;
+const hubOptions = hub
+  ? { revision: params.get('revision') ?? undefined, endpoint: params.get('endpoint') ?? undefined }
+  : {};
 
 const $ = (id) => document.getElementById(id);
 const status = $('status');
@@ -70,10 +77,32 @@ function backendName(embedder) {
   return embedder.threads > 1 ? `${embedder.backend} × ${embedder.threads} workers` : embedder.backend;
 }
 
+/** Download progress of the hub files: one line per file, and a bar for all of them. */
+const downloads = new Map();
+function showProgress({ file, loaded, total, cached }) {
+  downloads.set(file, { loaded, total, cached });
+  window.bertDemo.progress.push({ file, loaded, total, cached: Boolean(cached) });
+  let sum = 0;
+  let of = 0;
+  for (const d of downloads.values()) {
+    sum += d.loaded;
+    of += d.total ?? d.loaded;
+  }
+  const bar = $('progress');
+  bar.hidden = false;
+  bar.max = of || 1;
+  bar.value = sum;
+  const mb = (n) => (n / 1e6).toFixed(1);
+  const parts = [...downloads].map(([f, d]) =>
+    d.cached ? `${f} (cached)` : `${f} ${mb(d.loaded)}${d.total ? ` / ${mb(d.total)}` : ''} MB`);
+  setStatus(`Loading ${model}: ${parts.join(' · ')}`, 'loading');
+}
+
 async function main() {
-  setStatus(`Loading ${modelUrl} (backend: ${backend})…`, 'loading');
+  setStatus(`Loading ${model} (backend: ${backend})…`, 'loading');
   const start = performance.now();
-  const embedder = await Embedder.load({ model: modelUrl, backend, threads });
+  const embedder = await Embedder.load({ model, backend, threads, ...hubOptions, onProgress: showProgress });
+  $('progress').hidden = true;
   const loadSeconds = (performance.now() - start) / 1000;
   // The first run compiles GPU kernels; count it as loading, not as embedding time.
   await embedder.embed(['warm up']);
@@ -141,7 +170,7 @@ async function main() {
   $('search').disabled = false;
 }
 
-window.bertDemo = {};
+window.bertDemo = { progress: [] };
 window.bertDemo.ready = main().catch((e) => {
   setStatus(`Could not load the model: ${e.message ?? e}`, 'error');
   throw e;

@@ -5,10 +5,16 @@
 //   const [a, b] = await e.embed(['A man is eating.', 'Someone eats.']);  // Float32Array[]
 //   e.backend  // 'webgpu' or 'cpu';  e.dim  // 384;  e.threads  // CPU workers (0: none)
 //
-// `model` is a model directory URL (ending in '/': model.safetensors, config.json,
-// tokenizer.json and, if present, sentence_bert_config.json are read from it) or the weights
-// themselves (URL, ArrayBuffer or Uint8Array), in which case `config` and `tokenizer` (URL,
-// bytes, or for config a parsed object) are required. Nothing else is fetched.
+// `model` is one of:
+// - a HuggingFace Hub id ('sentence-transformers/all-MiniLM-L6-v2'): its files are fetched
+//   from `{endpoint}/{model}/resolve/{revision}/{file}` (`endpoint` defaults to the hub,
+//   `revision` to 'main') and kept in the browser's Cache Storage ('bert-hub'), so a reload
+//   needs no network; `onProgress({ file, loaded, total })` reports the download;
+// - a model directory URL (ending in '/': model.safetensors, config.json, tokenizer.json and,
+//   if present, sentence_bert_config.json are read from it);
+// - the weights themselves (URL, ArrayBuffer or Uint8Array), in which case `config` and
+//   `tokenizer` (URL, bytes, or for config a parsed object) are required.
+// Nothing else is fetched.
 //
 // The CPU backend runs in Web Workers, one model copy each (burn's CPU backend has no threads
 // inside wasm, and wasm threads would need a cross-origin isolated page): `embed` hands each
@@ -73,8 +79,105 @@ async function sentenceTransformersMaxLength(dir) {
   }
 }
 
+/** The hub's address; `HF_ENDPOINT` of the native tools. */
+export const DEFAULT_ENDPOINT = 'https://huggingface.co';
+/** The Cache Storage bucket that keeps hub files between visits. */
+export const HUB_CACHE = 'bert-hub';
+
+/** `org/name` (or a legacy one-part id): a hub id, not a URL or path. */
+export function isHubId(model) {
+  return typeof model === 'string' && /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/.test(model)
+    && !/\.(safetensors|bin|json)$/.test(model);
+}
+
+/** Read a response's body, reporting bytes as they arrive. */
+async function readWithProgress(response, onProgress) {
+  const total = Number(response.headers.get('content-length')) || undefined;
+  if (!onProgress || !response.body) return new Uint8Array(await response.arrayBuffer());
+  const reader = response.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    onProgress(loaded, total);
+  }
+  const bytes = new Uint8Array(loaded);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.length;
+  }
+  return bytes;
+}
+
+async function openHubCache() {
+  try {
+    return globalThis.caches ? await caches.open(HUB_CACHE) : undefined;
+  } catch {
+    return undefined; // an insecure context or storage switched off: no cache, still works
+  }
+}
+
+/**
+ * One file of a hub repository: from Cache Storage, else downloaded (and then cached).
+ * `undefined` for an optional file the repository lacks.
+ */
+async function hubFile(cache, { endpoint, repo, revision, onProgress }, file, { optional = false } = {}) {
+  const url = `${endpoint.replace(/\/+$/, '')}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
+  const cached = await cache?.match(url);
+  if (cached) {
+    if (cached.status === 404) return undefined;
+    onProgress?.({ file, loaded: Number(cached.headers.get('content-length')) || 0, total: undefined, cached: true });
+    return new Uint8Array(await cached.arrayBuffer());
+  }
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`cannot fetch ${file} of ${repo} from ${endpoint} (${e.message}), and the browser cache does not hold it`);
+  }
+  if (response.status === 404 && optional && response.headers.get('x-error-code') === 'EntryNotFound') {
+    await cache?.put(url, new Response(null, { status: 404 }));
+    return undefined;
+  }
+  if (!response.ok) {
+    const code = response.headers.get('x-error-code');
+    throw new Error(`cannot fetch ${file} of ${repo}@${revision}: HTTP ${response.status}${code ? ` ${code}` : ''}`);
+  }
+  const bytes = await readWithProgress(response, (loaded, total) => onProgress?.({ file, loaded, total }));
+  await cache?.put(url, new Response(bytes, {
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) },
+  }));
+  return bytes;
+}
+
+/** The files of a hub model, as `modelFiles` returns them. */
+async function hubModelFiles({ model, revision = 'main', endpoint = DEFAULT_ENDPOINT, maxLength, onProgress }) {
+  const cache = await openHubCache();
+  const source = { endpoint, repo: model, revision, onProgress };
+  const [weights, configBytes, tokenizerBytes, stConfig] = await Promise.all([
+    hubFile(cache, source, 'model.safetensors'),
+    hubFile(cache, source, 'config.json'),
+    hubFile(cache, source, 'tokenizer.json'),
+    hubFile(cache, source, 'sentence_bert_config.json', { optional: true }),
+  ]);
+  const text = (bytes) => new TextDecoder().decode(bytes);
+  return {
+    weights,
+    configText: text(configBytes),
+    tokenizerBytes,
+    maxLength: maxLength ?? (stConfig ? JSON.parse(text(stConfig)).max_seq_length : undefined),
+  };
+}
+
 /** The weights, config.json's text, tokenizer.json and the sentence length, from `load`'s options. */
-async function modelFiles({ model, config, tokenizer, maxLength }) {
+async function modelFiles({ model, config, tokenizer, maxLength, revision, endpoint, onProgress }) {
+  if (isHubId(model) && !config && !tokenizer) {
+    return hubModelFiles({ model, revision, endpoint, maxLength, onProgress });
+  }
   if (typeof model === 'string' && model.endsWith('/')) {
     const dir = new URL(model, globalThis.location?.href);
     const [weights, configText, tokenizerBytes, length] = await Promise.all([
@@ -209,8 +312,12 @@ export class Embedder {
    * 'cpu'. `maxLength`: tokens per sentence (default: sentence_bert_config.json's
    * max_seq_length, else the model's position limit). `threads`: CPU backend only, how many
    * Web Workers share the work (default: one per core, at most 4); 0 runs on this thread.
+   * Hub ids only: `revision` (branch, tag or commit; default 'main'), `endpoint` (default the
+   * hub), `onProgress({ file, loaded, total, cached })`.
    */
-  static async load({ model, config, tokenizer, backend = 'auto', maxLength, threads } = {}) {
+  static async load({
+    model, config, tokenizer, backend = 'auto', maxLength, threads, revision, endpoint, onProgress,
+  } = {}) {
     if (!model) throw new Error('Embedder.load: `model` is required');
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
       throw new Error(`unknown backend ${JSON.stringify(backend)}; expected auto, webgpu or cpu`);
@@ -220,7 +327,7 @@ export class Embedder {
     }
     // The model downloads while the module compiles; a backend this browser or build lacks
     // is reported as soon as the module says what it has, without waiting for the model.
-    const files = modelFiles({ model, config, tokenizer, maxLength });
+    const files = modelFiles({ model, config, tokenizer, maxLength, revision, endpoint, onProgress });
     files.catch(() => {}); // awaited below, unless the backend check fails first
     const chosen = await chooseBackend(backend, await builtBackends());
     const { weights, configText, tokenizerBytes, maxLength: length } = await files;

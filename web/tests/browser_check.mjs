@@ -4,8 +4,10 @@
 //
 //   node web/tests/browser_check.mjs INPUT.json OUT_DIR
 //
-// INPUT.json: { "sentences": [...], "query": "...", "tokenize": [...], "float16Model": URL }
-// (float16Model optional: a float16 copy of the model, relative to web/index.html).
+// INPUT.json: { "sentences": [...], "query": "...", "tokenize": [...], "float16Model": URL,
+//               "hub": { "endpoint": URL, "repo": "org/name" } }
+// (float16Model optional: a float16 copy of the model, relative to web/index.html; hub
+// optional: a loopback hub serving the model, with a `POST /__mock/stop`).
 // OUT_DIR/results.json gets, per run, the backend the page chose, its embeddings of
 // `sentences`, the heat map and search ranking read from the page, and a screenshot path;
 // plus the wasm tokenizer's ids for `tokenize`. Runs:
@@ -13,6 +15,8 @@
 //   cpu      ?backend=auto with navigator.gpu removed: must fall back to the CPU
 //   no-gpu   ?backend=webgpu with navigator.gpu removed: must fail with a clear message
 //   cpu-float16  ?backend=cpu&model=float16Model: the half-size download
+//   hub      ?backend=cpu&model=REPO&endpoint=HUB: downloaded with progress; then the hub is
+//            stopped and the page reloaded: served from the browser's Cache Storage
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -130,6 +134,45 @@ async function missingGpuRun() {
   }
 }
 
+/** Wait for the page to load its model; its status line, and the vectors of the sentences. */
+async function loadedVectors(page, log) {
+  await page.waitForFunction(() => document.getElementById('status').dataset.state !== 'loading');
+  const status = await page.textContent('#status');
+  if ((await page.getAttribute('#status', 'data-state')) !== 'ready') {
+    throw new Error(`the page did not load: ${status}\n${log.join('\n')}`);
+  }
+  const embeddings = await page.evaluate(
+    async (s) => (await window.bertDemo.embedder.embed(s)).map((v) => Array.from(v)),
+    input.sentences,
+  );
+  const progress = await page.evaluate(() => window.bertDemo.progress);
+  return { status, embeddings, progress };
+}
+
+async function hubRun() {
+  const started = Date.now();
+  const { endpoint, repo } = input.hub;
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(RUN_TIMEOUT_MS);
+  const log = [];
+  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
+  try {
+    const query = `backend=cpu&threads=0&model=${encodeURIComponent(repo)}&endpoint=${encodeURIComponent(endpoint)}`;
+    await page.goto(`${server.url}/web/index.html?${query}`);
+    const first = await loadedVectors(page, log);
+    // The hub goes away; the reload must be served by the browser's Cache Storage.
+    const stop = await fetch(`${endpoint}/__mock/stop`, { method: 'POST' });
+    if (!stop.ok) throw new Error(`could not stop the hub: HTTP ${stop.status}`);
+    await page.reload();
+    const reload = await loadedVectors(page, log);
+    return { name: 'hub', first, reload, seconds: (Date.now() - started) / 1000, status: reload.status, log };
+  } finally {
+    await context.close();
+  }
+}
+
 const results = { runs: [] };
 try {
   results.runs.push(await demoRun('cpu', 'auto', { hideGpu: true }));
@@ -138,6 +181,7 @@ try {
   if (input.float16Model) {
     results.runs.push(await demoRun('cpu-float16', 'cpu', { hideGpu: true, model: input.float16Model }));
   }
+  if (input.hub) results.runs.push(await hubRun());
 } catch (e) {
   results.error = String(e.stack ?? e);
 } finally {
