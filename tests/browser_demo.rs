@@ -329,8 +329,7 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
     let progress = r["first"]["progress"].as_array().unwrap();
     let weights = progress
         .iter()
-        .filter(|p| p["file"] == "model.safetensors")
-        .last()
+        .rfind(|p| p["file"] == "model.safetensors")
         .expect("progress reported for the weights");
     let size = std::fs::metadata(model_dir.join("model.safetensors"))
         .unwrap()

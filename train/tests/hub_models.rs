@@ -270,3 +270,34 @@ fn the_zoo_listing_names_every_checkpoint_and_finds_an_old_cache() {
     );
     assert!(text.contains(&cache.path().display().to_string()), "{text}");
 }
+
+#[test]
+fn a_repository_with_only_pytorch_model_bin_is_read_through_burn_store() {
+    // all-MiniLM-L6-v2 as older repositories hold it: the weights pickled by torch.save.
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("pytorch_model.bin");
+    let script = "import sys, torch, safetensors.torch as st; \
+                  torch.save(st.load_file(sys.argv[1]), sys.argv[2])";
+    let out = Command::new(crate::common::reference_python())
+        .args(["-c", script])
+        .arg(minilm_dir().join("model.safetensors"))
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut repo = MockRepo::from_dir("org/minilm-pytorch", MINILM_COMMIT, &minilm_dir());
+    repo.files.retain(|(path, _)| path != "model.safetensors");
+    repo.files
+        .push(("pytorch_model.bin".into(), std::fs::read(&bin).unwrap()));
+    let mock = HubMock::start(vec![repo]);
+    let cache = tempfile::tempdir().unwrap();
+    let want = embed_json(mock.url(), cache.path(), minilm_dir().to_str().unwrap());
+    assert_eq!(
+        embed_json(mock.url(), cache.path(), "org/minilm-pytorch"),
+        want
+    );
+}

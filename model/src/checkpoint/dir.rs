@@ -23,21 +23,18 @@ pub fn read_config(dir: &Path) -> Result<BertConfig> {
     BertConfig::from_json_str(&text).with_context(|| format!("in {}", path.display()))
 }
 
-/// The weights file of a model directory.
+/// The weights file of a model directory: `model.safetensors`, else `pytorch_model.bin`.
 pub fn weights_path(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join("model.safetensors");
-    if path.is_file() {
-        return Ok(path);
+    for name in ["model.safetensors", "pytorch_model.bin"] {
+        let path = dir.join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
     }
-    if dir.join("pytorch_model.bin").is_file() {
-        bail!(
-            "{} has only pytorch_model.bin; convert it to model.safetensors first \
-             (python -c \"from transformers import AutoModel; \
-             AutoModel.from_pretrained('{0}').save_pretrained('{0}', safe_serialization=True)\")",
-            dir.display()
-        );
-    }
-    bail!("{} has no model.safetensors", dir.display())
+    bail!(
+        "{} has neither model.safetensors nor pytorch_model.bin",
+        dir.display()
+    )
 }
 
 /// Load `DIR` as a `BertModel` (with or without the `bert.` prefix in its keys).

@@ -49,7 +49,8 @@ impl HfTensors {
         Self::from_store(SafetensorsStore::from_bytes(Some(bytes)), source_name)
     }
 
-    /// Memory-map a safetensors file; tensors are read only when applied.
+    /// Memory-map a safetensors file (tensors are read only when applied), or read a PyTorch
+    /// checkpoint (`pytorch_model.bin`, `.pt`, `.pth`: the same tensors in pickle form).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Self, BertError> {
         if !path.is_file() {
@@ -58,14 +59,19 @@ impl HfTensors {
                 message: "no such file".into(),
             });
         }
-        Self::from_store(
-            SafetensorsStore::from_file(path),
-            &path.display().to_string(),
-        )
+        let name = path.display().to_string();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("bin" | "pt" | "pth") => {
+                Self::from_store(burn::store::PytorchStore::from_file(path), &name)
+            }
+            _ => Self::from_store(SafetensorsStore::from_file(path), &name),
+        }
     }
 
-    fn from_store(mut store: SafetensorsStore, source_name: &str) -> Result<Self, BertError> {
-        use burn::store::ModuleStore;
+    fn from_store<S: burn::store::ModuleStore>(
+        mut store: S,
+        source_name: &str,
+    ) -> Result<Self, BertError> {
         let tensors = store
             .get_all_tensors()
             .map_err(|e| BertError::Format {

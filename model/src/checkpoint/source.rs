@@ -50,6 +50,8 @@ impl ModelRequest {
 
 /// The files a model load reads. Optional ones may be absent from a repository.
 const REQUIRED: [&str; 2] = ["config.json", "model.safetensors"];
+/// The weights of repositories that have no safetensors (older ones).
+const PYTORCH_WEIGHTS: &str = "pytorch_model.bin";
 const OPTIONAL: [&str; 6] = [
     "tokenizer.json",
     "tokenizer_config.json",
@@ -143,17 +145,10 @@ pub fn download_model(hub: &Hub, repo: &RepoRef) -> Result<PathBuf> {
     for file in REQUIRED {
         match hub.file(repo, file)? {
             Some(path) => found.push(path),
-            None if file == "model.safetensors" => {
-                let bin = optional_file(hub, repo, "pytorch_model.bin")?.is_some();
-                bail!(
-                    "{repo} has no model.safetensors{}",
-                    if bin {
-                        " (only pytorch_model.bin, which this toolkit does not read: convert it with transformers' save_pretrained(safe_serialization=True))"
-                    } else {
-                        ""
-                    }
-                );
-            }
+            None if file == "model.safetensors" => match hub.file(repo, PYTORCH_WEIGHTS)? {
+                Some(path) => found.push(path),
+                None => bail!("{repo} has neither model.safetensors nor {PYTORCH_WEIGHTS}"),
+            },
             None => bail!("{repo} has no {file}: not a model repository"),
         }
     }
@@ -204,9 +199,8 @@ pub fn zoo_cache_status(hub: &Hub) -> Vec<(&'static Pretrained, bool)> {
         .iter()
         .map(|entry| {
             let repo = RepoRef::new(entry.repo, entry.revision).with_aliases(&[entry.legacy_id]);
-            let cached = REQUIRED
-                .iter()
-                .all(|f| matches!(hub.cached_file(&repo, f), Some(Some(_))));
+            let has = |f: &str| matches!(hub.cached_file(&repo, f), Some(Some(_)));
+            let cached = has("config.json") && (has("model.safetensors") || has(PYTORCH_WEIGHTS));
             (entry, cached)
         })
         .collect()
