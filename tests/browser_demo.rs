@@ -161,7 +161,9 @@ fn demo_page_in_headless_chromium_matches_native_and_sentence_transformers() {
     let model_dir = root.join("models/all-MiniLM-L6-v2");
     let float16_dir = root.join("models/all-MiniLM-L6-v2-f16");
     convert::run(convert::ConvertArgs {
-        model: model_dir.clone(),
+        model: model_dir.display().to_string(),
+        bert_dataset: String::new(),
+        revision: None,
         dtype: StorageDtype::Float16,
         output_dir: float16_dir,
     })

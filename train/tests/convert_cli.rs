@@ -103,6 +103,11 @@ fn bad_arguments_are_clear_errors() {
     let model = minilm_dir();
     let tmp = tempfile::tempdir().unwrap();
     let out = convert(tmp.path(), "float16", &tmp.path().join("out"));
+    expect_error(&out, &["without config.json"]);
+    let no_weights = tmp.path().join("no-weights");
+    std::fs::create_dir(&no_weights).unwrap();
+    std::fs::copy(model.join("config.json"), no_weights.join("config.json")).unwrap();
+    let out = convert(&no_weights, "float16", &tmp.path().join("out"));
     expect_error(&out, &["no model.safetensors"]);
 
     let inside = model.join("f16");

@@ -192,7 +192,7 @@ fn zoo_names_mean_pretrained_weights_and_random_ones_need_a_flag() {
 }
 
 #[test]
-fn export_of_a_hub_id_keeps_the_pretrained_encoder() {
+fn export_and_convert_of_a_hub_id_keep_the_pretrained_encoder() {
     let mock = HubMock::start(vec![MockRepo::from_dir(
         MINILM,
         MINILM_COMMIT,
@@ -237,6 +237,24 @@ fn export_of_a_hub_id_keeps_the_pretrained_encoder() {
             "{key} differs"
         );
     }
+
+    // convert reads the same cached snapshot (float32 → float32 keeps every bit).
+    let converted_dir = cache.path().join("converted");
+    let args = [
+        "convert",
+        "--model",
+        MINILM,
+        "--dtype",
+        "float32",
+        "--output-dir",
+        converted_dir.to_str().unwrap(),
+    ];
+    ok(output(with_hub(bin, mock.url(), cache.path(), &args)));
+    let converted = std::fs::read(converted_dir.join("model.safetensors")).unwrap();
+    let converted = SafeTensors::deserialize(&converted).unwrap();
+    let key = "encoder.layer.5.output.dense.weight";
+    assert!(data(&converted, key) == data(&original, key));
+    assert!(converted_dir.join("tokenizer.json").is_file());
 }
 
 #[test]

@@ -6,7 +6,10 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use bert_core::fsutil::write_atomic;
+use bert_model::checkpoint::ModelSource;
 use bert_model::checkpoint::convert::{StorageDtype, convert_safetensors};
+
+use super::model_args::WeightsArgs;
 
 pub const AFTER_HELP: &str = "\
 Example:
@@ -21,9 +24,20 @@ it too. What the rounding costs all-MiniLM-L6-v2 is measured in BENCHMARKS.md.";
 
 #[derive(Debug, clap::Args)]
 pub struct ConvertArgs {
-    /// HuggingFace model directory holding model.safetensors.
+    /// A model directory holding model.safetensors, a HuggingFace Hub id, or a model-zoo name
+    /// (its checkpoint pretrained on --bert-dataset), downloaded into the hub cache.
     #[arg(long)]
-    pub model: std::path::PathBuf,
+    pub model: String,
+    /// The zoo checkpoint's pretraining dataset, when --model is a zoo name.
+    #[arg(
+        long,
+        alias = "bert_dataset",
+        default_value = "book_corpus_wiki_en_uncased"
+    )]
+    pub bert_dataset: String,
+    /// Hub revision (branch, tag or commit) of --model.
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Precision of the written weights.
     #[arg(long, value_enum)]
     pub dtype: StorageDtype,
@@ -44,15 +58,22 @@ const WEIGHT_SUFFIXES: [&str; 7] = [
 ];
 
 pub fn run(args: ConvertArgs) -> Result<()> {
-    let weights = args.model.join("model.safetensors");
+    let weights_args = WeightsArgs {
+        revision: args.revision.clone(),
+        from_scratch: false,
+    };
+    let ModelSource::Dir(model) = weights_args.resolve(&args.model, &args.bert_dataset)? else {
+        bail!("convert needs a model with weights, not a random one");
+    };
+    let weights = model.join("model.safetensors");
     if !weights.is_file() {
         bail!(
             "{} has no model.safetensors (convert reads safetensors weights only)",
-            args.model.display()
+            model.display()
         );
     }
     let (from, to) = (
-        std::path::absolute(&args.model)?,
+        std::path::absolute(&model)?,
         std::path::absolute(&args.output_dir)?,
     );
     if to.starts_with(&from) {
@@ -62,7 +83,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         std::fs::read(&weights).with_context(|| format!("cannot read {}", weights.display()))?;
     let (converted, report) = convert_safetensors(&bytes, args.dtype)
         .with_context(|| format!("cannot convert {}", weights.display()))?;
-    copy_except_weights(&args.model, &args.output_dir)?;
+    copy_except_weights(&model, &args.output_dir)?;
     write_atomic(&args.output_dir.join("model.safetensors"), &converted)?;
     let mib = |n: usize| n as f64 / (1024.0 * 1024.0);
     eprintln!(

@@ -48,7 +48,12 @@ pub struct FinetuneClassifierArgs {
     /// The encoder: a model-zoo name (its checkpoint pretrained on --bert-dataset, downloaded
     /// into the hub cache), a HuggingFace Hub id, or a model directory (pretrained encoder, or
     /// a fine-tuned model with its head).
-    #[arg(long, default_value = "bert_12_768_12")]
+    #[arg(
+        long,
+        visible_alias = "bert-model",
+        alias = "bert_model",
+        default_value = "bert_12_768_12"
+    )]
     pub model: String,
     /// The zoo checkpoint's pretraining dataset (book_corpus_wiki_en_uncased, ..._cased,
     /// wiki_multilingual_uncased, wiki_multilingual_cased, wiki_cn_cased). With --from-scratch:

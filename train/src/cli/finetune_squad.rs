@@ -32,7 +32,12 @@ loss per epoch; --gpus 0,1 trains data-parallel over devices of --backend.";
 pub struct FinetuneSquadArgs {
     /// The encoder: a model-zoo name (its checkpoint pretrained on --bert-dataset), a
     /// HuggingFace Hub id, or a model directory (pretrained, or fine-tuned with its QA head).
-    #[arg(long, default_value = "bert_12_768_12")]
+    #[arg(
+        long,
+        visible_alias = "bert-model",
+        alias = "bert_model",
+        default_value = "bert_12_768_12"
+    )]
     pub model: String,
     /// The zoo checkpoint's pretraining dataset; with --from-scratch, the vocabulary.
     #[arg(
