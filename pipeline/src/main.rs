@@ -108,8 +108,10 @@ struct BuildArgs {
     #[arg(long, default_value_t = 16)]
     pool_size: usize,
     /// Process only block I of every N (I/N, from 0), for N machines; join with `merge`.
+    /// `auto`: I and N from the launcher (mpirun's OMPI_COMM_WORLD_RANK/SIZE, MPICH's
+    /// PMI_RANK/SIZE, Slurm's SLURM_PROCID/NTASKS).
     #[arg(long, value_parser = parse_worker)]
-    worker: Option<(usize, usize)>,
+    worker: Option<Worker>,
     /// Worker threads (default: all cores). The output does not depend on it.
     #[arg(long)]
     threads: Option<usize>,
@@ -118,8 +120,53 @@ struct BuildArgs {
     quiet: bool,
 }
 
-fn parse_worker(s: &str) -> Result<(usize, usize), String> {
-    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
+#[derive(Debug, Clone, Copy)]
+enum Worker {
+    Given(usize, usize),
+    FromLauncher,
+}
+
+/// The launchers' variables for (this process's index, the number of processes).
+const LAUNCHER_VARS: [(&str, &str, &str); 3] = [
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "Open MPI"),
+    ("PMI_RANK", "PMI_SIZE", "MPICH (PMI)"),
+    ("SLURM_PROCID", "SLURM_NTASKS", "Slurm"),
+];
+
+/// `--worker auto`: the first launcher whose variables are set.
+fn worker_from_launcher() -> Result<(usize, usize)> {
+    for (rank_var, size_var, launcher) in LAUNCHER_VARS {
+        let (Ok(rank), Ok(size)) = (std::env::var(rank_var), std::env::var(size_var)) else {
+            continue;
+        };
+        let (Ok(rank), Ok(size)) = (rank.trim().parse::<usize>(), size.trim().parse::<usize>())
+        else {
+            anyhow::bail!(
+                "--worker auto: {rank_var}={rank:?} and {size_var}={size:?} are not numbers"
+            );
+        };
+        anyhow::ensure!(
+            rank < size,
+            "--worker auto: {rank_var}={rank} is not below {size_var}={size}"
+        );
+        eprintln!("--worker auto: worker {rank}/{size} from {launcher} ({rank_var}, {size_var})");
+        return Ok((rank, size));
+    }
+    anyhow::bail!(
+        "--worker auto needs a launcher (mpirun, srun) that sets one of: {}",
+        LAUNCHER_VARS
+            .iter()
+            .map(|(r, s, _)| format!("{r}/{s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn parse_worker(s: &str) -> Result<Worker, String> {
+    if s == "auto" {
+        return Ok(Worker::FromLauncher);
+    }
+    let (i, n) = s.split_once('/').ok_or("expected I/N (e.g. 0/4) or auto")?;
     let i = i
         .trim()
         .parse()
@@ -128,7 +175,7 @@ fn parse_worker(s: &str) -> Result<(usize, usize), String> {
         .trim()
         .parse()
         .map_err(|_| format!("bad worker count `{n}`"))?;
-    Ok((i, n))
+    Ok(Worker::Given(i, n))
 }
 
 fn main() -> ExitCode {
@@ -163,7 +210,11 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_build(a: BuildArgs) -> Result<()> {
-    let (worker_index, worker_count) = a.worker.unwrap_or((0, 1));
+    let (worker_index, worker_count) = match a.worker {
+        None => (0, 1),
+        Some(Worker::Given(i, n)) => (i, n),
+        Some(Worker::FromLauncher) => worker_from_launcher()?,
+    };
     let config = BuildConfig {
         vocab: a.vocab,
         do_lower_case: match (a.do_lower_case, a.no_lower_case) {

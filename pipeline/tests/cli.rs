@@ -201,17 +201,10 @@ fn workers_build_disjoint_parts_that_merge_into_the_single_run() {
     );
     ok(pipeline(&["merge", &shared.path().display().to_string()]));
 
-    let rows = |d: &Path| {
-        let set = ShardSet::open(d).unwrap();
-        let mut all: Vec<_> = set
-            .iter_instances()
-            .map(Result::unwrap)
-            .map(|i| (i.input_ids, i.masked_lm_positions))
-            .collect();
-        all.sort();
-        all
-    };
-    let (a, b) = (rows(single.path()), rows(shared.path()));
+    let (a, b) = (
+        sorted_instances(single.path()),
+        sorted_instances(shared.path()),
+    );
     let parts: Vec<u64> = (0..2)
         .map(|w| {
             ShardSet::open(&shared.path().join(format!("manifest-w{w:03}-of-002.json")))
@@ -230,6 +223,64 @@ fn workers_build_disjoint_parts_that_merge_into_the_single_run() {
         a == b,
         "merged workers hold exactly the single run's instances"
     );
+}
+
+/// Every instance of a shard set (ids and masked positions), sorted: the set as a multiset.
+fn sorted_instances(dir: &Path) -> Vec<(Vec<u32>, Vec<u16>)> {
+    let set = ShardSet::open(dir).unwrap();
+    let mut all: Vec<_> = set
+        .iter_instances()
+        .map(Result::unwrap)
+        .map(|i| (i.input_ids, i.masked_lm_positions))
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn worker_auto_under_mpirun_takes_its_part_from_the_launcher() {
+    let input = tempfile::tempdir().unwrap();
+    for n in 0..3 {
+        std::fs::copy(sample(), input.path().join(format!("part{n}.txt"))).unwrap();
+    }
+    let glob = format!("{}/*.txt", input.path().display());
+    let flags = ["build", "-q", "--dupe-factor", "1", "--pool-size", "1"];
+    let single = tempfile::tempdir().unwrap();
+    let out = single.path().display().to_string();
+    ok(pipeline(&[&flags[..], &["--output", &out, &glob]].concat()));
+
+    let shared = tempfile::tempdir().unwrap();
+    let out = shared.path().display().to_string();
+    let launched = test_support::mpirun(2)
+        .arg(env!("CARGO_BIN_EXE_bert-pipeline"))
+        .args(flags)
+        .args(["--worker", "auto", "--output", &out, &glob])
+        .output()
+        .unwrap();
+    let log = ok(launched);
+    let log = String::from_utf8_lossy(&log.stderr);
+    for w in ["worker 0/2 from Open MPI", "worker 1/2 from Open MPI"] {
+        assert!(log.contains(w), "{w:?} not said:\n{log}");
+    }
+    ok(pipeline(&["merge", &out]));
+    assert!(
+        sorted_instances(shared.path()) == sorted_instances(single.path()),
+        "the launched workers hold exactly the single run's instances"
+    );
+
+    // Without a launcher, auto is an error that names the variables it looks for.
+    let plain = tempfile::tempdir().unwrap();
+    let out = plain.path().display().to_string();
+    let refused = Command::new(env!("CARGO_BIN_EXE_bert-pipeline"))
+        .args(flags)
+        .args(["--worker", "auto", "--output", &out, &glob])
+        .env_remove("OMPI_COMM_WORLD_RANK")
+        .env_remove("PMI_RANK")
+        .env_remove("SLURM_PROCID")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("OMPI_COMM_WORLD_RANK"));
 }
 
 #[test]

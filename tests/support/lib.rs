@@ -125,3 +125,28 @@ pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// `mpirun -np N` (Open MPI) for running a binary as N processes on this machine: as root
+/// too, more processes than cores allowed, output passed through. Fails, saying what to
+/// install, where there is no `mpirun`.
+pub fn mpirun(np: usize) -> Command {
+    let found = Command::new("mpirun")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "mpirun not found: the MPI tests need Open MPI (apt-get install openmpi-bin \
+         libopenmpi-dev; .ci/run installs it)"
+    );
+    let mut cmd = Command::new("mpirun");
+    cmd.args([
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-np",
+        &np.to_string(),
+    ])
+    // Containers often forbid the cross-memory attach that shared memory uses by default.
+    .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
+    cmd
+}

@@ -56,6 +56,7 @@ fn rewrite(
 
 #[test]
 fn export_then_import_reproduces_the_model_exactly() {
+    let _turn = crate::common::rng_turn();
     let device = device(BackendKind::Cpu);
     let config = tiny_config();
     let model = BertModel::new(&config, &device);
@@ -90,6 +91,7 @@ fn export_then_import_reproduces_the_model_exactly() {
 
 #[test]
 fn accepts_bert_prefix_gamma_beta_and_skips_position_ids() {
+    let _turn = crate::common::rng_turn();
     let device = device(BackendKind::Cpu);
     let config = tiny_config();
     let model = BertModel::new(&config, &device);
@@ -133,6 +135,7 @@ fn accepts_bert_prefix_gamma_beta_and_skips_position_ids() {
 
 #[test]
 fn every_missing_or_misshaped_tensor_is_named() {
+    let _turn = crate::common::rng_turn();
     let device = device(BackendKind::Cpu);
     let config = tiny_config();
     let bytes = to_hf_safetensors(&BertModel::new(&config, &device)).unwrap();
@@ -178,6 +181,7 @@ fn every_missing_or_misshaped_tensor_is_named() {
 
 #[test]
 fn a_config_that_disagrees_with_the_weights_is_diagnosed() {
+    let _turn = crate::common::rng_turn();
     let device = device(BackendKind::Cpu);
     let config = tiny_config();
     let bytes = to_hf_safetensors(&BertModel::new(&config, &device)).unwrap();
@@ -207,6 +211,7 @@ fn a_config_that_disagrees_with_the_weights_is_diagnosed() {
 
 #[test]
 fn padding_never_changes_the_real_tokens() {
+    let _turn = crate::common::rng_turn();
     let device = device(BackendKind::Cpu);
     let config = tiny_config();
     let model = BertModel::new(&config, &device);
@@ -225,6 +230,7 @@ fn padding_never_changes_the_real_tokens() {
 
 #[test]
 fn a_checkpoint_without_pooler_loads_without_one() {
+    let _turn = crate::common::rng_turn();
     let device = device(BackendKind::Cpu);
     let config = tiny_config();
     let model = BertModel::new(&config, &device);
@@ -247,6 +253,7 @@ fn a_checkpoint_without_pooler_loads_without_one() {
 
 #[test]
 fn pretraining_model_round_trips_with_heads() {
+    let _turn = crate::common::rng_turn();
     let device = device(BackendKind::Cpu);
     let config = tiny_config();
     let model = BertForPreTraining::new(&config, &device);

@@ -62,6 +62,7 @@ fn transformers_agrees(export: &Path, head: &str, outputs: &[(&str, Vec<usize>, 
 
 #[test]
 fn classification_export_round_trips_through_transformers_and_bert_embed() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let random = tmp.path().join("random");
     // Random weights (no --model-parameters) of a small zoo shape, MNLI's three labels.
@@ -194,6 +195,7 @@ fn classification_export_round_trips_through_transformers_and_bert_embed() {
 
 #[test]
 fn regression_and_question_answering_exports_round_trip() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let device = device(BackendKind::Cpu);
 
@@ -261,6 +263,7 @@ fn regression_and_question_answering_exports_round_trip() {
 /// native `BertEmbedding`'s vectors.
 #[test]
 fn loads_a_bert_train_export() {
+    let _turn = crate::common::rng_turn();
     use bert_model::embed::{BertEmbedding, EmbedOptions, Pooling};
     use bert_train::cli::export::{ExportArgs, ExportTask, run};
     use burn::tensor::Device;

@@ -85,6 +85,7 @@ fn short_run(task: &str, data: &Path, out: &Path, model: &str, extra: &[&str]) -
 
 #[test]
 fn rte_fine_tuning_learns_keeps_the_best_epoch_and_reloads_it() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let data = head_of(
         "RTE",
@@ -180,6 +181,7 @@ fn rte_fine_tuning_learns_keeps_the_best_epoch_and_reloads_it() {
 
 #[test]
 fn mnli_qqp_and_sts_b_run_end_to_end() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let minilm = s(&minilm_dir());
 
@@ -256,6 +258,7 @@ fn assert_float32_weights(path: &Path) {
 
 #[test]
 fn half_precision_fine_tuning_saves_float32_models() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let data = head_of("RTE", &[("train", 16), ("dev", 8), ("test", 4)], tmp.path());
     // A tiny random BERT (the zoo's bert_2_128_2): the precision plumbing, not the accuracy.
@@ -339,6 +342,7 @@ fn half_precision_fine_tuning_saves_float32_models() {
 
 #[test]
 fn bad_input_is_a_clear_error() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let minilm = s(&minilm_dir());
     let out = tmp.path().join("out");
@@ -394,6 +398,7 @@ fn expected(name: &str) -> String {
 
 #[test]
 fn evaluate_squad_prints_what_the_official_scripts_print() {
+    let _turn = crate::common::rng_turn();
     let stdout = |out: Output| {
         let _ = ok(out.clone());
         String::from_utf8(out.stdout).unwrap()
@@ -472,6 +477,7 @@ fn evaluate_squad_prints_what_the_official_scripts_print() {
 
 #[test]
 fn squad2_fine_tuning_writes_the_seeds_outputs() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let data = squad("tiny_train_v2.json");
     let out = tmp.path().join("squad");

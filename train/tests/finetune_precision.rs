@@ -17,9 +17,6 @@ use burn::prelude::*;
 const STEPS: usize = 6;
 const LR: f64 = 1e-3;
 
-/// burn's CPU backend has one random generator per process (initialisation, dropout).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// A 2-layer, 64-wide classifier with dropout off (deterministic steps).
 fn tiny_model(num_labels: usize, device: &Device) -> BertForSequenceClassification {
     let mut config = BertConfig::new(120, 64, 2, 2);
@@ -113,7 +110,7 @@ fn tolerance(precision: Precision) -> f64 {
 
 #[test]
 fn half_precision_steps_follow_the_float32_steps() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = crate::common::rng_turn();
     let device = Device::flex().autodiff();
 
     // Classification: cross-entropy over three classes.
@@ -157,7 +154,7 @@ fn half_precision_steps_follow_the_float32_steps() {
 
 #[test]
 fn an_overflowing_float16_step_is_skipped() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = crate::common::rng_turn();
     let device = Device::flex().autodiff();
     let model = tiny_model(3, &device);
     let data = features(|i| Label::Class([0, 1, 2, 1][i]));

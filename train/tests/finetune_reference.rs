@@ -41,6 +41,7 @@ print(json.dumps({"losses": losses, "norms": norms}))
 
 #[test]
 fn bertadam_steps_agree_with_pytorch() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("model");
     let out = Command::new(env!("CARGO_BIN_EXE_bert-train"))

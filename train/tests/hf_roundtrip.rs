@@ -9,6 +9,7 @@ use safetensors::Dtype;
 
 #[test]
 fn transformers_loads_our_export_and_agrees() {
+    let _turn = crate::common::rng_turn();
     let device = device(BackendKind::Cpu);
     let mut config = BertConfig::zoo("bert_2_128_2")
         .unwrap()

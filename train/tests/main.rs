@@ -19,6 +19,8 @@ mod hub_models;
 mod minilm_fidelity;
 mod pretrain_cli;
 mod pretrain_memorise;
+#[cfg(feature = "mpi")]
+mod pretrain_mpi;
 mod pretrain_parallel;
 mod pretrain_precision;
 mod pretrain_reference;

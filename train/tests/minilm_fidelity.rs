@@ -106,6 +106,7 @@ fn hidden_state_error(kind: BackendKind) -> (f32, f32) {
 
 #[test]
 fn padded_batch_matches_transformers_on_cpu() {
+    let _turn = crate::common::rng_turn();
     let (real, all) = hidden_state_error(BackendKind::Cpu);
     eprintln!("cpu: max |ours - transformers| = {real:.3e} on real tokens, {all:.3e} everywhere");
     assert!(real < TOLERANCE, "cpu hidden states differ by {real}");
@@ -117,6 +118,7 @@ fn padded_batch_matches_transformers_on_cpu() {
 
 #[test]
 fn padded_batch_matches_transformers_on_wgpu() {
+    let _turn = crate::common::rng_turn();
     let (real, all) = hidden_state_error(BackendKind::Wgpu);
     eprintln!("wgpu: max |ours - transformers| = {real:.3e} on real tokens, {all:.3e} everywhere");
     assert!(real < TOLERANCE, "wgpu hidden states differ by {real}");
@@ -128,6 +130,7 @@ fn padded_batch_matches_transformers_on_wgpu() {
 
 #[test]
 fn token_ids_match_hf_tokenizers() {
+    let _turn = crate::common::rng_turn();
     let reference = reference();
     let dir = minilm_dir();
     // HF's reference keeps tokenizer.json's truncation (128 tokens) and disables its padding.
@@ -196,6 +199,7 @@ fn sentence_embedding_error(kind: BackendKind, batch_size: usize) -> f32 {
 
 #[test]
 fn sentence_vectors_match_sentence_transformers() {
+    let _turn = crate::common::rng_turn();
     // The sentence-transformers defaults (mean pooling, normalised, 256 tokens) come from the
     // model directory; batch 3 mixes lengths so padding inside a batch is exercised too.
     for batch_size in [1, 3, 32] {
@@ -210,6 +214,7 @@ fn sentence_vectors_match_sentence_transformers() {
 
 #[test]
 fn model_zoo_name_plus_weights_equals_the_model_directory() {
+    let _turn = crate::common::rng_turn();
     // bert_6_384_12 is all-MiniLM-L6-v2's shape; its vocab.txt builds the same tokenizer.
     let reference = reference();
     let dir = minilm_dir();

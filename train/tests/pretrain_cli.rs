@@ -57,6 +57,7 @@ fn args(v: &[String]) -> Vec<&str> {
 
 #[test]
 fn help_has_an_example_the_flags_and_the_subcommands() {
+    let _turn = crate::common::rng_turn();
     let out = bert_train(&["--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
@@ -99,6 +100,7 @@ fn help_has_an_example_the_flags_and_the_subcommands() {
 
 #[test]
 fn trains_logs_checkpoints_exports_and_resumes() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let shards = build_shards(tmp.path(), 12_000, 32, 1000);
     let model = tiny_model_dir(tmp.path(), 32, 1, 2, 0.1, 32);
@@ -189,6 +191,7 @@ fn trains_logs_checkpoints_exports_and_resumes() {
 
 #[test]
 fn bad_input_is_a_clear_error_and_writes_nothing() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let shards = build_shards(tmp.path(), 12_000, 32, 20);
     let model = tiny_model_dir(tmp.path(), 32, 1, 2, 0.0, 32);
@@ -211,7 +214,7 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     r.extend(["--gpus".into(), "0,1,2,3,4,5,6,7".into()]);
     expect_error(
         &bert_train(&args(&r)),
-        &["fewer than the 8 data-parallel ranks"],
+        &["fewer than the job's 8 data-parallel ranks"],
     );
 
     let mut r = run.clone();
@@ -295,6 +298,7 @@ fn loss_rows(ckpt: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn killed_with_sigkill_and_rerun_ends_with_the_uninterrupted_weights() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let shards = build_shards(tmp.path(), 24_000, 32, 16);
     let model = tiny_model_dir(tmp.path(), 32, 2, 2, 0.1, 32);

@@ -40,6 +40,7 @@ fn values(model: &BertForPreTraining) -> BTreeMap<String, Vec<f32>> {
 
 #[test]
 fn tiny_bert_memorises_256_instances() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     let shards = build_shards(tmp.path(), 58_000, 32, 128);
     let model_dir = tiny_model_dir(tmp.path(), 128, 2, 2, 0.0, 32);

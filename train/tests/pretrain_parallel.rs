@@ -20,14 +20,6 @@ use burn::prelude::*;
 
 const VOCAB: usize = 64;
 
-/// burn's CPU backend has one random generator per process: tests that initialise models or
-/// draw dropout masks at the same time would take each other's numbers.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Eight instances of different lengths with 1-3 masked tokens: the halves differ in masked
 /// counts, so a mean of per-half means would not equal the mean over all eight.
 fn instances() -> Vec<Instance> {
@@ -187,7 +179,7 @@ fn run_three_ways(initial: &BertForPreTraining, devices: [Device; 2], update: Up
 
 #[test]
 fn two_ranks_on_the_cpu_device_equal_one_batch_of_both() {
-    let _guard = exclusive();
+    let _turn = crate::common::rng_turn();
     let cpu = Device::flex().autodiff();
     cpu.seed(1);
     let initial = BertForPreTraining::new(&config(), &cpu).train();
@@ -207,7 +199,7 @@ fn two_ranks_on_the_cpu_device_equal_one_batch_of_both() {
 
 #[test]
 fn two_ranks_on_cpu_and_wgpu_equal_one_batch_of_both() {
-    let _guard = exclusive();
+    let _turn = crate::common::rng_turn();
     let wgpu = BackendKind::Wgpu
         .device()
         .expect("this test needs a wgpu adapter: apt-get install mesa-vulkan-drivers libvulkan1")
@@ -243,7 +235,7 @@ fn two_ranks_on_cpu_and_wgpu_equal_one_batch_of_both() {
 
 #[test]
 fn cli_two_ranks_train_checkpoint_and_resume() {
-    let _guard = exclusive();
+    let _turn = crate::common::rng_turn();
     let dir = tempfile::tempdir().unwrap();
     let shards = crate::pretrain_common::build_shards(dir.path(), 30_000, 32, 40);
     let model = crate::pretrain_common::tiny_model_dir(dir.path(), 16, 1, 2, 0.1, 32);

@@ -15,9 +15,6 @@ use bert_train::training::{OptimizerKind, Precision};
 use burn::module::Module;
 use burn::prelude::*;
 
-/// burn's CPU backend has one random generator per process (initialisation, dropout).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn last_losses(dtype: Precision, dir: &std::path::Path) -> (f64, f64, serde_json::Value) {
     let shards = dir.join("shards");
     let model = dir.join("model");
@@ -46,7 +43,7 @@ fn last_losses(dtype: Precision, dir: &std::path::Path) -> (f64, f64, serde_json
 
 #[test]
 fn half_precision_runs_follow_the_float32_run() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = crate::common::rng_turn();
     let dir = tempfile::tempdir().unwrap();
     crate::pretrain_common::build_shards(dir.path(), 20_000, 64, 1000);
     crate::pretrain_common::tiny_model_dir(dir.path(), 32, 2, 2, 0.0, 64);
@@ -75,7 +72,7 @@ fn half_precision_runs_follow_the_float32_run() {
 
 #[test]
 fn an_overflowing_float16_step_is_skipped() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = crate::common::rng_turn();
     let device = Device::flex().autodiff();
     let mut config = BertConfig::new(40, 16, 1, 2);
     config.hidden_dropout_prob = 0.0;

@@ -139,15 +139,18 @@ fn compare_with_pytorch(kind: OptimizerKind, name: &str) {
 
 #[test]
 fn adamw_steps_equal_pytorch() {
+    let _turn = crate::common::rng_turn();
     compare_with_pytorch(OptimizerKind::AdamW, "adamw");
 }
 
 #[test]
 fn bertadam_steps_equal_pytorch() {
+    let _turn = crate::common::rng_turn();
     compare_with_pytorch(OptimizerKind::BertAdam, "bertadam");
 }
 
 #[test]
 fn lamb_steps_equal_pytorch() {
+    let _turn = crate::common::rng_turn();
     compare_with_pytorch(OptimizerKind::Lamb, "lamb");
 }

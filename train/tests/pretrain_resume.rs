@@ -2,7 +2,7 @@
 //! weights of a run that was never interrupted (CPU, tiny model, dropout and dynamic masking on,
 //! gradient accumulation, several shards and epochs).
 //!
-//! One test per binary: the CPU backend's random generator is process-wide.
+//! The CPU backend's random generator is process-wide: the test holds `rng_turn`.
 
 use std::fs;
 use std::path::Path;
@@ -38,6 +38,7 @@ fn step_dirs(ckpt_dir: &Path) -> Vec<String> {
 
 #[test]
 fn stopped_and_resumed_run_equals_uninterrupted_run_bitwise() {
+    let _turn = crate::common::rng_turn();
     let tmp = tempfile::tempdir().unwrap();
     // ~90 instances of up to 32 tokens in shards of 16: several shards, and 12 steps of 2 x 8
     // sequences run past the end of the first epoch.

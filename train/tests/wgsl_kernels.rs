@@ -47,6 +47,7 @@ fn max_abs_difference(a: Tensor<3>, b: Tensor<3>) -> f32 {
 
 #[test]
 fn projections_on_wgpu_match_burn_linear_on_the_cpu() {
+    let _turn = crate::common::rng_turn();
     let (gpu, cpu) = devices();
     // [batch, tokens, in] → out, with or without a bias.
     let cases = [
@@ -70,6 +71,7 @@ fn projections_on_wgpu_match_burn_linear_on_the_cpu() {
 
 #[test]
 fn attention_on_wgpu_matches_burn_attention_on_the_cpu() {
+    let _turn = crate::common::rng_turn();
     let (gpu, cpu) = devices();
     // (batch, seq, heads, head size, real tokens per row)
     let cases = [
@@ -127,6 +129,7 @@ fn attention_on_wgpu_matches_burn_attention_on_the_cpu() {
 /// above there (elsewhere, cubecl's own matmul is the one compared).
 #[test]
 fn software_vulkan_takes_the_wgsl_kernels() {
+    let _turn = crate::common::rng_turn();
     let (gpu, cpu) = devices();
     let name = gpu
         .as_dispatch()

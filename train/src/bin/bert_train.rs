@@ -9,7 +9,8 @@ use anyhow::Result;
 use bert_model::BackendKind;
 use bert_model::checkpoint::{ModelRequest, ModelSource};
 use bert_train::cli::Command;
-use bert_train::pretrain::{PretrainConfig, RunOptions, train};
+use bert_train::pretrain::{PretrainConfig, RunOptions, train_in};
+use bert_train::training::collective::{Collective, OneProcess};
 use bert_train::training::{OptimizerKind, Precision};
 use clap::Parser;
 
@@ -130,10 +131,19 @@ struct Args {
     /// needed). The device must support it (wgpu: the adapter's shader-f16 feature).
     #[arg(long, default_value = "float32")]
     dtype: String,
+    /// Hidden and attention dropout probability, instead of the model config's (0.1 for the
+    /// zoo shapes); 0 turns dropout off.
+    #[arg(long)]
+    dropout: Option<f64>,
 }
 
-fn run(args: Args) -> Result<()> {
+fn run(args: Args, job: &dyn Collective) -> Result<()> {
     if let Some(command) = args.command {
+        anyhow::ensure!(
+            job.size() == 1,
+            "only pretraining runs as several processes (mpirun -np N bert-train --shards ...); \
+             run subcommands as one process"
+        );
         return command.run();
     }
     let Some(shards) = args.shards else {
@@ -171,7 +181,8 @@ fn run(args: Args) -> Result<()> {
     config.backend = args.backend.parse::<BackendKind>()?;
     config.gpus = args.gpus;
     config.dtype = args.dtype.parse::<Precision>()?;
-    train(&config, &RunOptions::default())?;
+    config.dropout = args.dropout;
+    train_in(&config, &RunOptions::default(), job)?;
     Ok(())
 }
 
@@ -195,7 +206,33 @@ fn main() -> std::process::ExitCode {
         // SAFETY: no other thread exists yet (the batch loader and burn's workers start later).
         unsafe { std::env::set_var("BURN_DEVICE", name) };
     }
-    match run(args) {
+    #[cfg(feature = "mpi")]
+    {
+        match bert_train::training::mpi::MpiJob::from_launcher() {
+            Ok(Some(job)) => {
+                if let Err(e) = run(args, &job) {
+                    eprintln!(
+                        "bert-train (process {} of {}): error: {e:#}",
+                        job.rank(),
+                        job.size()
+                    );
+                    // Unless every process is stopping with this error, the others may be
+                    // waiting in an exchange: end the whole job.
+                    if job.size() > 1 && !bert_train::training::collective::stopped_together() {
+                        job.abort(1);
+                    }
+                    return std::process::ExitCode::FAILURE;
+                }
+                return std::process::ExitCode::SUCCESS;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("bert-train: error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    match run(args, &OneProcess) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bert-train: error: {e:#}");

@@ -47,6 +47,8 @@ pub struct PretrainConfig {
     /// Evaluated at the end of training (`--data-eval`).
     pub data_eval: Option<PathBuf>,
     pub batch_size_eval: usize,
+    /// `--dropout`: the hidden and attention dropout, instead of the model config's.
+    pub dropout: Option<f64>,
 }
 
 impl PretrainConfig {
@@ -76,6 +78,7 @@ impl PretrainConfig {
             dtype: Precision::Float32,
             data_eval: None,
             batch_size_eval: 8,
+            dropout: None,
         }
     }
 
@@ -121,6 +124,12 @@ impl PretrainConfig {
                 ensure!(!self.gpus[..i].contains(g), "--gpus lists device {g} twice");
             }
         }
+        if let Some(p) = self.dropout {
+            ensure!(
+                (0.0..1.0).contains(&p),
+                "--dropout must be in [0, 1), got {p}"
+            );
+        }
         if self.pretrained {
             ensure!(
                 matches!(self.model, ModelSource::Dir(_)),
@@ -132,7 +141,18 @@ impl PretrainConfig {
 
     /// The settings that decide the training trajectory, as JSON: a checkpoint made under other
     /// values cannot be continued. Logging, checkpointing and the backend may change freely.
-    pub fn trajectory_fingerprint(&self, model: &BertConfig) -> serde_json::Value {
+    /// `model` with `--dropout` applied, if given.
+    pub fn with_dropout(&self, mut model: BertConfig) -> BertConfig {
+        if let Some(p) = self.dropout {
+            model.hidden_dropout_prob = p;
+            model.attention_probs_dropout_prob = p;
+        }
+        model
+    }
+
+    /// What decides the trajectory; `ranks`: the job's data-parallel ranks (processes ×
+    /// `--gpus`).
+    pub fn trajectory_fingerprint(&self, model: &BertConfig, ranks: usize) -> serde_json::Value {
         serde_json::json!({
             "model": serde_json::to_value(model).unwrap_or_default(),
             "pretrained": self.pretrained,
@@ -148,7 +168,7 @@ impl PretrainConfig {
             "dynamic_masking": self.dynamic_masking,
             "seed": self.seed,
             // Each rank reads its own share of the shards: another count is another data order.
-            "ranks": self.gpus.len(),
+            "ranks": ranks,
             "dtype": self.dtype,
         })
     }

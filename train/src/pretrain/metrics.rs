@@ -24,6 +24,10 @@ pub struct MetricsRow {
     pub tokens_per_s: f64,
     /// Global gradient norm before clipping, averaged over the interval's steps.
     pub grad_norm: f64,
+    /// Several processes: seconds per step spent summing gradients across them (waiting for
+    /// the slowest included), averaged over the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_s_per_step: Option<f64>,
 }
 
 impl MetricsRow {
@@ -48,7 +52,10 @@ impl MetricsRow {
             self.seq_per_s,
             self.tokens_per_s,
             self.grad_norm
-        )
+        ) + &self
+            .sync_s_per_step
+            .map(|s| format!("  sync {s:.3} s/step"))
+            .unwrap_or_default()
     }
 }
 
@@ -65,6 +72,8 @@ pub struct Interval {
     tokens: u64,
     grad_norm: f64,
     steps: u64,
+    sync_seconds: f64,
+    processes: usize,
 }
 
 impl Default for Interval {
@@ -80,6 +89,8 @@ impl Default for Interval {
             tokens: 0,
             grad_norm: 0.0,
             steps: 0,
+            sync_seconds: 0.0,
+            processes: 1,
         }
     }
 }
@@ -100,8 +111,37 @@ impl Interval {
         self.nsp_correct += stats.nsp_correct;
     }
 
-    pub fn add_step(&mut self, grad_norm: f64) {
+    /// The whole job's figures: every process's losses, counts and sizes summed (the gradient
+    /// norm and the steps are the same in every process).
+    pub fn sum_over(&mut self, job: &dyn crate::training::collective::Collective) {
+        if job.size() == 1 {
+            return;
+        }
+        self.processes = job.size();
+        let mut sums = [
+            self.mlm_loss,
+            self.mlm_correct,
+            self.mlm_weight,
+            self.nsp_loss,
+            self.nsp_correct,
+            self.sequences as f64,
+            self.tokens as f64,
+        ];
+        job.sum_f64(&mut sums);
+        [
+            self.mlm_loss,
+            self.mlm_correct,
+            self.mlm_weight,
+            self.nsp_loss,
+            self.nsp_correct,
+        ] = [sums[0], sums[1], sums[2], sums[3], sums[4]];
+        self.sequences = sums[5] as u64;
+        self.tokens = sums[6] as u64;
+    }
+
+    pub fn add_step(&mut self, grad_norm: f64, sync_seconds: f64) {
         self.grad_norm += grad_norm;
+        self.sync_seconds += sync_seconds;
         self.steps += 1;
     }
 
@@ -120,6 +160,8 @@ impl Interval {
             seq_per_s: seqs / secs,
             tokens_per_s: self.tokens as f64 / secs,
             grad_norm: per(self.grad_norm, self.steps as f64),
+            sync_s_per_step: (self.processes > 1)
+                .then(|| per(self.sync_seconds, self.steps as f64)),
         };
         *self = Self::default();
         row
@@ -195,7 +237,7 @@ mod tests {
         interval.add_stats(&a);
         interval.add_sizes(3, 30);
         interval.add_stats(&b);
-        interval.add_step(2.0);
+        interval.add_step(2.0, 0.0);
         let row = interval.finish(7, 1e-4);
         assert_eq!(row.step, 7);
         assert!((row.mlm_loss - (4.0 + 30.0) / 8.0).abs() < 1e-12);

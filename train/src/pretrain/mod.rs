@@ -18,4 +18,4 @@ pub mod trainer;
 
 pub use config::PretrainConfig;
 pub use eval::{EvalResult, evaluate};
-pub use trainer::{RunOptions, Summary, train};
+pub use trainer::{RunOptions, Summary, train, train_in};

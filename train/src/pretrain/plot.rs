@@ -58,6 +58,7 @@ mod tests {
             seq_per_s: 1.0,
             tokens_per_s: 1.0,
             grad_norm: 1.0,
+            sync_s_per_step: None,
         }
     }
 

@@ -9,6 +9,7 @@ use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
 use super::loss::{BatchStats, BatchTensors, StepTotals, pretraining_losses_in_step};
+use crate::training::collective::{Collective, OneProcess};
 use crate::training::step::{self, RankWork, StepReport, StepSettings, StepTask, single_rank};
 use bert_model::modules::BertForPreTraining;
 
@@ -51,8 +52,25 @@ pub fn train_step(
     ranks: Vec<RankWork<BatchTensors>>,
     settings: StepSettings,
 ) -> Result<(BertForPreTraining, StepReport<BatchStats>)> {
-    let totals = StepTotals::of(ranks.iter().flat_map(|r| r.batches.iter().map(|b| &b.data)));
-    step::train_step(model, optimizer, ranks, settings, &Pretraining { totals })
+    train_step_in(model, optimizer, ranks, settings, &OneProcess)
+}
+
+/// [`train_step`] as one process of a job: the losses are divided by the whole job's masked
+/// tokens and sequences (summed over the processes), and so the update equals one process's
+/// with every process's micro-batches.
+pub fn train_step_in(
+    model: BertForPreTraining,
+    optimizer: &mut ModuleOptimizer,
+    ranks: Vec<RankWork<BatchTensors>>,
+    settings: StepSettings,
+    collective: &dyn Collective,
+) -> Result<(BertForPreTraining, StepReport<BatchStats>)> {
+    let mut totals = StepTotals::of(ranks.iter().flat_map(|r| r.batches.iter().map(|b| &b.data)));
+    let mut sums = [totals.mlm_weight, totals.sequences];
+    collective.sum_f64(&mut sums);
+    [totals.mlm_weight, totals.sequences] = sums;
+    let task = Pretraining { totals };
+    step::train_step_in(model, optimizer, ranks, settings, &task, collective)
 }
 
 /// A single rank, a single micro-batch: the step of the reference tests.

@@ -16,8 +16,11 @@ use super::eval::{EvalResult, evaluate};
 use super::loss::BatchTensors;
 use super::metrics::{Interval, MetricsLog, MetricsRow};
 use super::plot::write_metrics_svg;
-use super::step::train_step;
+use super::step::train_step_in;
 use crate::training::checkpoint::{self as state, STATE_VERSION, TrainState};
+use crate::training::collective::{
+    Collective, OneProcess, agree, broadcast_json, check_same_parameters,
+};
 use crate::training::init::init_from_scratch;
 use crate::training::optim::build_optimizer;
 use crate::training::precision::{LossScale, check_device};
@@ -27,8 +30,8 @@ use crate::training::step::{MicroBatch, RankWork, StepSettings, micro_batch_seed
 use bert_core::fsutil::write_atomic;
 use bert_model::checkpoint::ModelSource;
 use bert_model::checkpoint::{
-    bert_tokenizer_config, copy_tokenizer_files, load_pretraining_dir, save_bert_for_pretraining,
-    write_vocab_txt,
+    HfTensors, bert_tokenizer_config, copy_tokenizer_files, load_bert_for_pretraining,
+    save_bert_for_pretraining, weights_path, write_vocab_txt,
 };
 use bert_model::modules::{BertConfig, BertForPreTraining};
 
@@ -135,12 +138,15 @@ fn check_model_fits_data(
     Ok(())
 }
 
-/// What identifies the data a checkpoint was trained on.
+/// What identifies the data a checkpoint was trained on: the vocabulary, the counts and the
+/// hash of every shard (so shards rebuilt from another corpus are other data).
 fn data_fingerprint(manifest: &Manifest) -> serde_json::Value {
+    let shard_hashes: Vec<&str> = manifest.shards.iter().map(|s| s.sha256.as_str()).collect();
     serde_json::json!({
         "vocab_sha256": manifest.vocab.sha256,
         "instances": manifest.totals.instances,
         "shards": manifest.shards.len(),
+        "shards_sha256": sha256_hex(shard_hashes.join("\n").as_bytes()),
     })
 }
 
@@ -180,6 +186,83 @@ fn loaders_position(
     Ok(position)
 }
 
+/// Every rank's loader position, on every process: each process knows its own ranks'.
+fn all_positions(
+    job: &dyn Collective,
+    positions: &[LoaderPosition],
+    own: std::ops::Range<usize>,
+) -> Vec<LoaderPosition> {
+    if job.size() == 1 {
+        return positions.to_vec();
+    }
+    // Three exact integers per rank (positions stay far below 2^53).
+    let mut flat = vec![0.0f64; positions.len() * 3];
+    for rank in own {
+        let p = positions[rank];
+        flat[rank * 3..rank * 3 + 3].copy_from_slice(&[
+            p.epoch as f64,
+            p.shard as f64,
+            p.batch as f64,
+        ]);
+    }
+    job.sum_f64(&mut flat);
+    flat.chunks(3)
+        .map(|c| LoaderPosition {
+            epoch: c[0] as u64,
+            shard: c[1] as usize,
+            batch: c[2] as usize,
+        })
+        .collect()
+}
+
+/// Each process must have the same shards and settings as process 0.
+fn same_as_process_0(
+    job: &dyn Collective,
+    config: &PretrainConfig,
+    settings: &serde_json::Value,
+    data: &serde_json::Value,
+) -> Result<()> {
+    let ours = serde_json::json!({ "settings": settings, "data": data });
+    let theirs = broadcast_json(job, &ours)?;
+    if theirs["data"] != ours["data"] {
+        bail!(
+            "process {}'s --shards {} are other data than process 0's ({} vs {}): every \
+             process must read the same shards (a copy on each machine is fine)",
+            job.rank(),
+            config.shards.display(),
+            ours["data"],
+            theirs["data"]
+        );
+    }
+    let differ = state::differing_keys(&theirs["settings"], settings);
+    ensure!(
+        differ.is_empty(),
+        "process {} was started with other settings than process 0 ({})",
+        job.rank(),
+        differ.join("; ")
+    );
+    Ok(())
+}
+
+/// Enough shards for every rank of the job to have its own.
+fn ensure_enough_shards(
+    config: &PretrainConfig,
+    manifest: &Manifest,
+    local_ranks: usize,
+    processes: usize,
+) -> Result<()> {
+    let ranks = local_ranks * processes;
+    ensure!(
+        manifest.shards.len() >= ranks,
+        "{} has {} shards, fewer than the job's {ranks} data-parallel ranks ({processes} \
+         process(es) × {local_ranks} device(s) of --gpus): rebuild it with a smaller \
+         bert-pipeline build --shard-size (more, smaller shards)",
+        config.shards.display(),
+        manifest.shards.len()
+    );
+    Ok(())
+}
+
 fn loader_positions(found: &state::Found) -> Result<Vec<LoaderPosition>> {
     let loaders = found
         .state
@@ -198,19 +281,37 @@ fn note(opts: &RunOptions, message: impl AsRef<str>) {
 
 /// Train as `config` says, continuing from the newest checkpoint in `config.ckpt_dir` if any.
 pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
-    config.validate()?;
-    let set = ShardSet::open(&config.shards)?;
+    train_in(config, opts, &OneProcess)
+}
+
+/// [`train`] as one process of a job of `job.size()` (`mpirun -np N`): process p runs the
+/// ranks `p·G .. (p+1)·G` of the job's `N·G` (G = `--gpus` devices each), on its machine's
+/// devices `--gpus` + `local_rank·G`. Every process reads its ranks' share of the same shards
+/// and takes the same steps; gradients and the losses' normalisers are summed over the
+/// job; only process 0 writes (checkpoints, metrics, the final model) and prints.
+pub fn train_in(
+    config: &PretrainConfig,
+    opts: &RunOptions,
+    job: &dyn Collective,
+) -> Result<Summary> {
+    let opts = &RunOptions {
+        print: opts.print && job.rank() == 0,
+        ..opts.clone()
+    };
+    let writer = job.rank() == 0;
+    agree(job, config.validate())?;
+    let set = agree(job, ShardSet::open(&config.shards))?;
     let manifest = set.manifest().clone();
-    let bert_config = config.model.bert_config(manifest.vocab.size)?;
-    check_model_fits_data(config, &bert_config, &manifest)?;
-    let ranks = config.gpus.len();
-    ensure!(
-        manifest.shards.len() >= ranks,
-        "{} has {} shards, fewer than the {ranks} data-parallel ranks of --gpus: rebuild it \
-         with a smaller bert-pipeline build --shard-size (more, smaller shards)",
-        config.shards.display(),
-        manifest.shards.len()
-    );
+    let bert_config = agree(job, config.model.bert_config(manifest.vocab.size))?;
+    let bert_config = config.with_dropout(bert_config);
+    agree(job, check_model_fits_data(config, &bert_config, &manifest))?;
+    let local_ranks = config.gpus.len();
+    let ranks = local_ranks * job.size();
+    let first_rank = job.rank() * local_ranks;
+    agree(
+        job,
+        ensure_enough_shards(config, &manifest, local_ranks, job.size()),
+    )?;
     if let Some(eval_dir) = &config.data_eval {
         let eval_manifest = ShardSet::open(eval_dir)?.manifest().clone();
         ensure!(
@@ -219,23 +320,57 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
             eval_dir.display()
         );
     }
-    let devices = config
-        .gpus
-        .iter()
-        .map(|&g| Ok(config.backend.device_at(g, ranks)?.autodiff()))
-        .collect::<Result<Vec<_>>>()?;
+    let offset = job.local_rank() * local_ranks;
+    let devices = agree(
+        job,
+        config
+            .gpus
+            .iter()
+            .map(|&g| {
+                let device = config
+                    .backend
+                    .device_at(g + offset, local_ranks)?
+                    .autodiff();
+                check_device(config.dtype, &device, config.backend)?;
+                Ok(device)
+            })
+            .collect::<Result<Vec<_>>>(),
+    )?;
     let device = devices[0].clone();
-    for d in &devices {
-        check_device(config.dtype, d, config.backend)?;
-    }
-    let settings = config.trajectory_fingerprint(&bert_config);
+    let settings = config.trajectory_fingerprint(&bert_config, ranks);
     let data = data_fingerprint(&manifest);
+    agree(job, same_as_process_0(job, config, &settings, &data))?;
 
-    state::remove_incomplete(&config.ckpt_dir)?;
-    let resume = state::latest(&config.ckpt_dir)?;
+    // Process 0 finds the checkpoint; the others get its files (no shared file system needed).
+    let local_copy;
+    let resume = if writer {
+        let found = state::remove_incomplete(&config.ckpt_dir)
+            .and_then(|()| state::latest(&config.ckpt_dir));
+        let found = agree(job, found)?;
+        if job.size() > 1 {
+            let mut bytes = match &found {
+                Some(found) => state::pack(&found.dir)?,
+                None => Vec::new(),
+            };
+            job.broadcast(&mut bytes);
+        }
+        found
+    } else {
+        agree(job, Ok(()))?;
+        let mut bytes = Vec::new();
+        job.broadcast(&mut bytes);
+        if bytes.is_empty() {
+            None
+        } else {
+            local_copy = tempfile::tempdir().context("cannot create a temporary directory")?;
+            state::unpack(&bytes, local_copy.path())?;
+            state::latest(local_copy.path())?
+        }
+    };
     let optimizer = build_optimizer(config.optimizer, config.weight_decay);
     let mut loss_scale = config.dtype.needs_loss_scaling().then(LossScale::new);
-    let (model, mut optimizer, start_step, mut positions) = match &resume {
+    // Inside a closure: a process's own failure (a damaged file) must reach `agree`.
+    let started = (|| match &resume {
         Some(found) => {
             let differ = state::differing_keys(&found.state.settings, &settings);
             if !differ.is_empty() {
@@ -271,29 +406,43 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
                 found.dir.display(),
                 loaders.len()
             );
-            (model, optimizer, found.state.step, loaders)
+            Ok((model, optimizer, found.state.step, loaders))
         }
         None => {
             let model = match (&config.model, config.pretrained) {
-                (ModelSource::Dir(dir), true) => load_pretraining_dir(dir, &device)?.0,
+                // The directory's weights in `bert_config` (its config.json, --dropout applied).
+                (ModelSource::Dir(dir), true) => {
+                    let weights = HfTensors::from_file(&weights_path(dir)?)?;
+                    load_bert_for_pretraining(&bert_config, &weights, &device)?.0
+                }
                 _ => init_from_scratch(&bert_config, config.seed, &device),
             };
-            (model, optimizer, 0, vec![LoaderPosition::default(); ranks])
+            Ok((model, optimizer, 0, vec![LoaderPosition::default(); ranks]))
         }
-    };
+    })();
+    let (model, mut optimizer, start_step, mut positions) = agree(job, started)?;
     // Track gradients of every parameter, however it was created or loaded.
     let mut model = model.train();
+    check_same_parameters(&model, job, "at the start")?;
 
-    std::fs::create_dir_all(&config.ckpt_dir)
-        .with_context(|| format!("cannot create {}", config.ckpt_dir.display()))?;
-    let metrics = MetricsLog::open(&config.ckpt_dir, start_step)?;
+    let metrics = if writer {
+        let opened = std::fs::create_dir_all(&config.ckpt_dir)
+            .with_context(|| format!("cannot create {}", config.ckpt_dir.display()))
+            .and_then(|()| MetricsLog::open(&config.ckpt_dir, start_step));
+        Some(agree(job, opened)?)
+    } else {
+        agree(job, Ok(()))?;
+        None
+    };
     let masking = if config.dynamic_masking {
         Some(dynamic_masking(&manifest)?)
     } else {
         None
     };
-    let mut loaders = Vec::with_capacity(ranks);
-    for (rank, &position) in positions.iter().enumerate() {
+    // This process's ranks (global indices first_rank..), each with its loader.
+    let mut loaders = Vec::with_capacity(local_ranks);
+    let own = first_rank..first_rank + local_ranks;
+    for (rank, &position) in positions.iter().enumerate().take(own.end).skip(own.start) {
         let loader_config = LoaderConfig {
             // With --use-avg-len, --batch-size is a token budget; rows are bounded by it too.
             batch_size: config.batch_size,
@@ -304,8 +453,9 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
             dynamic_masking: masking.clone(),
             prefetch: 4,
         };
-        let set = ShardSet::open(&config.shards)?;
-        loaders.push(BatchLoader::new(set, loader_config, position)?);
+        let loader = ShardSet::open(&config.shards)
+            .and_then(|set| BatchLoader::new(set, loader_config, position));
+        loaders.push(agree(job, loader)?);
     }
     let schedule = LinearSchedule::new(config.lr, config.warmup_ratio, config.num_steps);
     let end = opts
@@ -330,38 +480,43 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
     let progress = Progress::new(opts.print, start_step, config.num_steps);
     for step in start_step + 1..=end {
         let lr = schedule.lr(step);
-        let mut work = Vec::with_capacity(ranks);
-        for (rank, loader) in loaders.iter_mut().enumerate() {
-            let mut batches = Vec::with_capacity(config.accumulate);
-            for micro in 0..config.accumulate {
-                let batch = loader
-                    .next()
-                    .context("the batch loader stopped unexpectedly")??;
-                positions[rank] = batch.position_after;
-                let tensors =
-                    BatchTensors::from_batch(&batch, bert_config.vocab_size, &devices[rank])?;
-                interval.add_sizes(batch.rows, tensors.tokens);
-                batches.push(MicroBatch {
-                    data: tensors,
-                    seed: Some(micro_batch_seed(
-                        config.seed,
-                        step,
-                        rank * config.accumulate + micro,
-                    )),
+        let mut work = Vec::with_capacity(local_ranks);
+        let loaded = (|| {
+            for (local, loader) in loaders.iter_mut().enumerate() {
+                let rank = first_rank + local;
+                let mut batches = Vec::with_capacity(config.accumulate);
+                for micro in 0..config.accumulate {
+                    let batch = loader
+                        .next()
+                        .context("the batch loader stopped unexpectedly")??;
+                    positions[rank] = batch.position_after;
+                    let tensors =
+                        BatchTensors::from_batch(&batch, bert_config.vocab_size, &devices[local])?;
+                    interval.add_sizes(batch.rows, tensors.tokens);
+                    batches.push(MicroBatch {
+                        data: tensors,
+                        seed: Some(micro_batch_seed(
+                            config.seed,
+                            step,
+                            rank * config.accumulate + micro,
+                        )),
+                    });
+                }
+                work.push(RankWork {
+                    device: devices[local].clone(),
+                    batches,
                 });
             }
-            work.push(RankWork {
-                device: devices[rank].clone(),
-                batches,
-            });
-        }
+            Ok(())
+        })();
+        agree(job, loaded)?;
         let step_settings = StepSettings {
             lr,
             max_grad_norm: config.max_grad_norm,
             precision: config.dtype,
             loss_scale: loss_scale.map_or(1.0, |s| s.scale),
         };
-        let (updated, report) = train_step(model, &mut optimizer, work, step_settings)
+        let (updated, report) = train_step_in(model, &mut optimizer, work, step_settings, job)
             .with_context(|| {
                 format!(
                     "step {step}: stopped without saving, so the newest checkpoint in {} is the \
@@ -377,35 +532,47 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
         for stats in &report.micro_batches {
             interval.add_stats(stats);
         }
-        interval.add_step(report.grad_norm);
+        interval.add_step(report.grad_norm, report.sync_seconds);
         progress.step(step);
 
         if step % config.log_interval == 0 || step == config.num_steps {
+            interval.sum_over(job);
             let row = interval.finish(step, lr);
             progress.line(&row.line(config.num_steps));
             progress.set_message(&row.brief());
-            metrics.append(&row)?;
+            if let Some(metrics) = &metrics {
+                metrics.append(&row)?;
+            }
             last_metrics = Some(row);
         }
         if step % config.ckpt_interval == 0 || step == config.num_steps {
-            let train_state = TrainState {
-                format_version: STATE_VERSION,
-                step,
-                position: loaders_position(&positions)?,
-                loss_scale,
-                seed: config.seed,
-                settings: settings.clone(),
-                data: data.clone(),
+            let positions = all_positions(job, &positions, first_rank..first_rank + local_ranks);
+            let saved = if writer {
+                let train_state = TrainState {
+                    format_version: STATE_VERSION,
+                    step,
+                    position: loaders_position(&positions)?,
+                    loss_scale,
+                    seed: config.seed,
+                    settings: settings.clone(),
+                    data: data.clone(),
+                };
+                state::save(
+                    &config.ckpt_dir,
+                    &train_state,
+                    &model,
+                    &optimizer,
+                    config.keep_checkpoints,
+                )
+                .map(drop)
+            } else {
+                Ok(())
             };
-            state::save(
-                &config.ckpt_dir,
-                &train_state,
-                &model,
-                &optimizer,
-                config.keep_checkpoints,
-            )?;
+            // The others wait for the checkpoint: a job killed after this step resumes here.
+            agree(job, saved)?;
         }
     }
+    check_same_parameters(&model, job, "at the end")?;
 
     progress.finish();
     let step = end.max(start_step);
@@ -419,7 +586,7 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
         final_dir: None,
         eval: None,
     };
-    if step >= config.num_steps {
+    if step >= config.num_steps && writer {
         let dir = write_final(config, &summary.model, &summary.config, &manifest)?;
         write_metrics_svg(&config.ckpt_dir)?;
         note(
@@ -441,7 +608,9 @@ pub fn train(config: &PretrainConfig, opts: &RunOptions) -> Result<Summary> {
                     result.sequences
                 ),
             );
-            metrics.append(&serde_json::json!({ "step": step, "eval": result }))?;
+            if let Some(metrics) = &metrics {
+                metrics.append(&serde_json::json!({ "step": step, "eval": result }))?;
+            }
             summary.eval = Some(result);
         }
     }

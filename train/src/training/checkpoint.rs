@@ -103,6 +103,71 @@ pub fn latest(ckpt_dir: &Path) -> Result<Option<Found>> {
     Ok(Some(Found { dir, state }))
 }
 
+/// A checkpoint directory's files as one byte string (name length, name, size, bytes, per
+/// file), to send it to processes that cannot read process 0's disk.
+pub fn pack(dir: &Path) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("a checkpoint directory has a name")?;
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut push = |name: &str, bytes: &[u8]| {
+        out.extend((name.len() as u64).to_le_bytes());
+        out.extend(name.as_bytes());
+        out.extend((bytes.len() as u64).to_le_bytes());
+        out.extend(bytes);
+    };
+    push(name, &[]);
+    for entry in entries {
+        let path = entry.path();
+        if path.is_file() {
+            let file = entry.file_name();
+            let bytes =
+                fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            push(&file.to_string_lossy(), &bytes);
+        }
+    }
+    Ok(out)
+}
+
+/// Write what [`pack`] made into `into/<checkpoint name>/`, for [`latest`] to find.
+pub fn unpack(bytes: &[u8], into: &Path) -> Result<()> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+        ensure!(n <= rest.len(), "a received checkpoint is truncated");
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Ok(head)
+    }
+    fn next(rest: &mut &[u8]) -> Result<(String, Vec<u8>)> {
+        let len = u64::from_le_bytes(take(rest, 8)?.try_into()?) as usize;
+        let name = String::from_utf8(take(rest, len)?.to_vec())?;
+        let size = u64::from_le_bytes(take(rest, 8)?.try_into()?) as usize;
+        Ok((name, take(rest, size)?.to_vec()))
+    }
+    let mut rest = bytes;
+    let (dir_name, _) = next(&mut rest)?;
+    ensure!(
+        dir_name.starts_with(PREFIX) && !dir_name.contains(['/', '\\']),
+        "a received checkpoint has an odd name {dir_name:?}"
+    );
+    let dir = into.join(dir_name);
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    while !rest.is_empty() {
+        let (name, contents) = next(&mut rest)?;
+        ensure!(
+            !name.contains(['/', '\\']) && name != ".." && name != ".",
+            "a received checkpoint holds an odd file name {name:?}"
+        );
+        fs::write(dir.join(&name), contents)
+            .with_context(|| format!("cannot write {}", dir.join(&name).display()))?;
+    }
+    Ok(())
+}
+
 fn sync_file(path: &Path) -> Result<()> {
     fs::File::open(path)
         .and_then(|f| f.sync_all())

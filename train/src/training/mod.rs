@@ -5,6 +5,8 @@
 //! - [`step`]: one optimizer step — micro-batches over data-parallel ranks (`--gpus`),
 //!   gradient accumulation, mixed precision, loss scaling, global-norm clipping, the update;
 //!   micro-batch seeds, so dropout replays exactly after a resume.
+//! - [`collective`]: the processes of a job (`mpirun -np N`, the `mpi` feature: `mpi.rs`) and
+//!   what they exchange — gradient sums in buckets, loss normalisers, parameter checksums.
 //! - [`checkpoint`]: checkpoints (model, optimizer, step, the task's data position), written
 //!   atomically, the last K kept, and the exact resume they allow.
 //! - [`epochs`]: fine-tuning's loop — epochs over a fixed example set, evaluation after each,
@@ -17,8 +19,11 @@
 //! - [`progress`]: a progress bar on a terminal, plain lines otherwise.
 
 pub mod checkpoint;
+pub mod collective;
 pub mod epochs;
 pub mod init;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod optim;
 pub mod plot;
 pub mod precision;

@@ -24,6 +24,7 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
+use super::collective::{Collective, OneProcess, agree, sum_gradients};
 use super::precision::{LossScale, Precision, compute_model, scale_loss, unscale_and_clip};
 
 /// What a task tells the step about its micro-batches.
@@ -128,6 +129,8 @@ pub struct StepReport<S> {
     pub grad_norm: f64,
     /// float16 with loss scaling: the gradients overflowed and the update was skipped.
     pub overflowed: bool,
+    /// Seconds spent summing the gradients over the job's processes (0 in one process).
+    pub sync_seconds: f64,
 }
 
 /// What a fine-tuning step reports: the mean micro-batch loss, the norm, the overflow.
@@ -214,6 +217,25 @@ where
     B: Send,
     T: StepTask<M, B>,
 {
+    train_step_in(model, optimizer, ranks, settings, task, &OneProcess)
+}
+
+/// [`train_step`] as one process of a job: `ranks` are this process's, and the gradients are
+/// summed over every process before the norm, the clipping and the (identical) update. The
+/// task's loss must already be normalised by the whole job's step.
+pub fn train_step_in<M, B, T>(
+    model: M,
+    optimizer: &mut ModuleOptimizer,
+    ranks: Vec<RankWork<B>>,
+    settings: StepSettings,
+    task: &T,
+    collective: &dyn Collective,
+) -> Result<(M, StepReport<T::Stats>)>
+where
+    M: Module + Sync,
+    B: Send,
+    T: StepTask<M, B>,
+{
     ensure!(!ranks.is_empty(), "a step needs at least one rank");
     ensure!(
         ranks.iter().any(|r| !r.batches.is_empty()),
@@ -249,12 +271,22 @@ where
 
     let mut micro_batches = Vec::new();
     let mut accumulator = GradientsAccumulator::<M>::new();
-    for result in results {
+    let local = results.into_iter().try_for_each(|result| {
         let (grads, stats) = result?;
         accumulator.accumulate(&model, grads);
         micro_batches.extend(stats);
-    }
+        Ok(())
+    });
+    // A process that failed (a non-finite loss) must not leave the others in the sum.
+    let sync_started = std::time::Instant::now();
+    agree(collective, local)?;
     let mut grads = accumulator.grads();
+    sum_gradients(&model, &mut grads, &main, collective)?;
+    let sync_seconds = if collective.size() > 1 {
+        sync_started.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
     let (grad_norm, overflowed) = unscale_and_clip(
         &model,
         &mut grads,
@@ -265,6 +297,7 @@ where
         micro_batches,
         grad_norm,
         overflowed,
+        sync_seconds,
     };
     if overflowed {
         return Ok((model, report));

@@ -9,6 +9,16 @@ use bert_model::{BackendKind, BertInput};
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
+/// burn's CPU backend has one random generator per process, seeded per micro-batch: tests that
+/// initialise models, draw dropout masks or train in this process take turns, or they would take
+/// each other's numbers (and an exact-resume comparison would differ by luck).
+static RNG_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Wait for this test's turn at the random generator (held until the guard drops).
+pub fn rng_turn() -> std::sync::MutexGuard<'static, ()> {
+    RNG_TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub use test_support::{
     cosine, expect_error, max_abs as max_abs_diff, minilm_dir, reference_python, repo_root,
     run_bin, stderr,
