@@ -103,7 +103,7 @@ impl RepoCache {
             .collect::<PathBuf>()
             .join("blobs")
             .join(etag);
-        let tmp = parent.join(format!(".{}.link-{}", file_name(path), std::process::id()));
+        let tmp = parent.join(format!(".{}.link-{}", file_name(path), unique_suffix()));
         let _ = std::fs::remove_file(&tmp);
         symlink(&target, &tmp)?;
         std::fs::rename(&tmp, &pointer)
@@ -163,6 +163,14 @@ fn symlink(target: &Path, link: &Path) -> Result<()> {
         .with_context(|| format!("cannot copy {} to {}", blob.display(), link.display()))
 }
 
+/// A temporary name's suffix that no other writer uses: processes differ by pid, threads of one
+/// process (two downloads of one file at once) by a counter.
+fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
+
 /// Write `bytes` to `path` through a temporary file and a rename: readers see all or nothing.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let parent = path.parent().expect("a cache path has a parent");
@@ -171,7 +179,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = parent.join(format!(
         ".{}.tmp-{}",
         path.file_name().unwrap().to_string_lossy(),
-        std::process::id()
+        unique_suffix()
     ));
     let mut file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;

@@ -236,3 +236,63 @@ fn processes_with_other_shards_are_refused() {
     expect_error(&out, &["other data than process 0"]);
     assert!(!ckpt.join("final").exists());
 }
+
+/// The pid of process `rank` of the job that `mpirun` (pid `launcher`) started: a child of
+/// the launcher whose environment says it is that rank.
+fn pid_of_rank(launcher: u32, rank: usize) -> Option<u32> {
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // "pid (comm) state ppid ...": comm may hold spaces, so count from its ')'.
+        stat[stat.rfind(')')? + 1..]
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| parent(pid) == Some(launcher))
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == wanted.as_bytes()))
+        })
+}
+
+#[test]
+fn a_process_killed_with_sigkill_ends_the_job_and_the_same_command_resumes_exactly() {
+    let s = setup();
+    let (straight, killed) = (s.root.join("straight"), s.root.join("killed"));
+    let steps = 120;
+    ok(two_processes(&s, &straight, steps, "0.1", &[]));
+
+    let mut cmd = mpirun(2);
+    cmd.arg(BIN)
+        .args(args(&s, &killed, steps, "0.1"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut job = cmd.spawn().unwrap();
+    // Kill process 1 once the first checkpoint is complete.
+    let started = std::time::Instant::now();
+    while !killed.join("step-00000003/state.json").is_file() {
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let victim = pid_of_rank(job.id(), 1).expect("process 1 of the job");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = job.wait().unwrap();
+    assert!(!status.success(), "the job ended with {status}");
+    assert!(
+        !killed.join("final").exists(),
+        "the job was killed before its end (make it longer)"
+    );
+
+    let out = ok(two_processes(&s, &killed, steps, "0.1", &[]));
+    assert!(stderr(&out).contains("resuming from"), "{}", stderr(&out));
+    assert_eq!(largest_relative_difference(&killed, &straight), 0.0);
+}
