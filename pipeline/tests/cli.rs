@@ -168,12 +168,7 @@ fn inspect_shows_totals_histograms_and_decoded_instances() {
 
 #[test]
 fn workers_build_disjoint_parts_that_merge_into_the_single_run() {
-    let input = tempfile::tempdir().unwrap();
-    // Three copies of the sample: with 1 MiB pools that is two blocks.
-    for n in 0..3 {
-        std::fs::copy(sample(), input.path().join(format!("part{n}.txt"))).unwrap();
-    }
-    let glob = format!("{}/*.txt", input.path().display());
+    let (_input, glob) = three_samples();
     let run = |out: &Path, extra: &[&str]| {
         let out = out.display().to_string();
         let mut args = vec![
@@ -225,6 +220,17 @@ fn workers_build_disjoint_parts_that_merge_into_the_single_run() {
     );
 }
 
+/// Three copies of the sample in a temporary directory, and the glob naming them: with 1 MiB
+/// pools that is two blocks, so two workers both get work.
+fn three_samples() -> (tempfile::TempDir, String) {
+    let input = tempfile::tempdir().unwrap();
+    for n in 0..3 {
+        std::fs::copy(sample(), input.path().join(format!("part{n}.txt"))).unwrap();
+    }
+    let glob = format!("{}/*.txt", input.path().display());
+    (input, glob)
+}
+
 /// Every instance of a shard set (ids and masked positions), sorted: the set as a multiset.
 fn sorted_instances(dir: &Path) -> Vec<(Vec<u32>, Vec<u16>)> {
     let set = ShardSet::open(dir).unwrap();
@@ -239,11 +245,7 @@ fn sorted_instances(dir: &Path) -> Vec<(Vec<u32>, Vec<u16>)> {
 
 #[test]
 fn worker_auto_under_mpirun_takes_its_part_from_the_launcher() {
-    let input = tempfile::tempdir().unwrap();
-    for n in 0..3 {
-        std::fs::copy(sample(), input.path().join(format!("part{n}.txt"))).unwrap();
-    }
-    let glob = format!("{}/*.txt", input.path().display());
+    let (_input, glob) = three_samples();
     let flags = ["build", "-q", "--dupe-factor", "1", "--pool-size", "1"];
     let single = tempfile::tempdir().unwrap();
     let out = single.path().display().to_string();

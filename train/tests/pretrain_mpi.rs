@@ -6,10 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use safetensors::SafeTensors;
 use test_support::{expect_error, mpirun, stderr};
 
-use crate::common::bert_train;
+use crate::common::{Tensors, bert_train};
 use crate::pretrain_common::{build_shards, tiny_model_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bert-train");
@@ -96,19 +95,12 @@ fn ok(out: Output) -> Output {
 
 /// Every tensor of `dir/final/model.safetensors`, by name.
 fn final_weights(ckpt: &Path) -> Vec<(String, Vec<f32>)> {
-    let bytes = std::fs::read(ckpt.join("final/model.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
-    names.sort();
-    names
+    let tensors = Tensors::read(&ckpt.join("final/model.safetensors"));
+    tensors
+        .names()
         .into_iter()
         .map(|name| {
-            let t = st.tensor(&name).unwrap();
-            let values = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
+            let values = tensors.f32(&name);
             (name, values)
         })
         .collect()

@@ -73,7 +73,6 @@ pub struct Interval {
     grad_norm: f64,
     steps: u64,
     sync_seconds: f64,
-    processes: usize,
 }
 
 impl Default for Interval {
@@ -90,7 +89,6 @@ impl Default for Interval {
             grad_norm: 0.0,
             steps: 0,
             sync_seconds: 0.0,
-            processes: 1,
         }
     }
 }
@@ -117,7 +115,6 @@ impl Interval {
         if job.size() == 1 {
             return;
         }
-        self.processes = job.size();
         let mut sums = [
             self.mlm_loss,
             self.mlm_correct,
@@ -160,7 +157,8 @@ impl Interval {
             seq_per_s: seqs / secs,
             tokens_per_s: self.tokens as f64 / secs,
             grad_norm: per(self.grad_norm, self.steps as f64),
-            sync_s_per_step: (self.processes > 1)
+            // Exactly 0 in one process (`StepReport::sync_seconds`).
+            sync_s_per_step: (self.sync_seconds > 0.0)
                 .then(|| per(self.sync_seconds, self.steps as f64)),
         };
         *self = Self::default();

@@ -342,31 +342,25 @@ pub fn train_in(
     agree(job, same_as_process_0(job, config, &settings, &data))?;
 
     // Process 0 finds the checkpoint; the others get its files (no shared file system needed).
-    let local_copy;
-    let resume = if writer {
-        let found = state::remove_incomplete(&config.ckpt_dir)
-            .and_then(|()| state::latest(&config.ckpt_dir));
-        let found = agree(job, found)?;
-        if job.size() > 1 {
-            let mut bytes = match &found {
-                Some(found) => state::pack(&found.dir)?,
-                None => Vec::new(),
-            };
-            job.broadcast(&mut bytes);
-        }
-        found
+    let found = if writer {
+        state::remove_incomplete(&config.ckpt_dir).and_then(|()| state::latest(&config.ckpt_dir))
     } else {
-        agree(job, Ok(()))?;
-        let mut bytes = Vec::new();
+        Ok(None)
+    };
+    let mut resume = agree(job, found)?;
+    let local_copy;
+    if job.size() > 1 {
+        let mut bytes = match &resume {
+            Some(found) => state::pack(&found.dir)?,
+            None => Vec::new(),
+        };
         job.broadcast(&mut bytes);
-        if bytes.is_empty() {
-            None
-        } else {
+        if !writer && !bytes.is_empty() {
             local_copy = tempfile::tempdir().context("cannot create a temporary directory")?;
             state::unpack(&bytes, local_copy.path())?;
-            state::latest(local_copy.path())?
+            resume = state::latest(local_copy.path())?;
         }
-    };
+    }
     let optimizer = build_optimizer(config.optimizer, config.weight_decay);
     let mut loss_scale = config.dtype.needs_loss_scaling().then(LossScale::new);
     // Inside a closure: a process's own failure (a damaged file) must reach `agree`.
@@ -425,15 +419,15 @@ pub fn train_in(
     let mut model = model.train();
     check_same_parameters(&model, job, "at the start")?;
 
-    let metrics = if writer {
-        let opened = std::fs::create_dir_all(&config.ckpt_dir)
+    let opened = if writer {
+        std::fs::create_dir_all(&config.ckpt_dir)
             .with_context(|| format!("cannot create {}", config.ckpt_dir.display()))
-            .and_then(|()| MetricsLog::open(&config.ckpt_dir, start_step));
-        Some(agree(job, opened)?)
+            .and_then(|()| MetricsLog::open(&config.ckpt_dir, start_step))
+            .map(Some)
     } else {
-        agree(job, Ok(()))?;
-        None
+        Ok(None)
     };
+    let metrics = agree(job, opened)?;
     let masking = if config.dynamic_masking {
         Some(dynamic_masking(&manifest)?)
     } else {

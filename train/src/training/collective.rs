@@ -39,8 +39,6 @@ pub trait Collective {
     fn sum_f64(&self, values: &mut [f64]);
     /// Process 0's bytes, on every process.
     fn broadcast(&self, bytes: &mut Vec<u8>);
-    /// Wait until every process is here.
-    fn barrier(&self);
     /// Whether gradients are really summed (off only in the test that shows the sum matters).
     fn sums_gradients(&self) -> bool {
         true
@@ -61,7 +59,6 @@ impl Collective for OneProcess {
     fn sum_f32(&self, _: &mut [f32]) {}
     fn sum_f64(&self, _: &mut [f64]) {}
     fn broadcast(&self, _: &mut Vec<u8>) {}
-    fn barrier(&self) {}
 }
 
 static STOPPED_TOGETHER: AtomicBool = AtomicBool::new(false);
@@ -231,32 +228,19 @@ pub fn check_same_parameters<M: Module>(
         .into_data()
         .try_to_vec_as::<f32>()
         .map_err(|e| anyhow!("cannot read the parameter checksums back: {e:?}"))?;
-    let mut bytes: Vec<u8> = local.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let ours: Vec<u8> = local.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut bytes = ours.clone();
     collective.broadcast(&mut bytes);
-    let differs = bytes
-        != local
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect::<Vec<u8>>();
-    let mut differing = vec![0.0f64; collective.size()];
-    differing[collective.rank()] = f64::from(u8::from(differs));
-    collective.sum_f64(&mut differing);
-    let ranks: Vec<String> = differing
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| **d > 0.0)
-        .map(|(r, _)| r.to_string())
-        .collect();
-    if !ranks.is_empty() {
-        STOPPED_TOGETHER.store(true, Ordering::Relaxed);
-        bail!(
-            "{when}, the parameters of process(es) {} differ from process 0's: the processes \
-             must start from the same weights (same --seed, same --model) and take the same \
-             steps",
-            ranks.join(", ")
-        );
-    }
-    Ok(())
+    let checked = if bytes == ours {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "{when}, the parameters of process {} differ from process 0's: the processes must \
+             start from the same weights (same --seed, same --model) and take the same steps",
+            collective.rank()
+        ))
+    };
+    agree(collective, checked)
 }
 
 /// Process 0's value of `local` (serialised as JSON), on every process.

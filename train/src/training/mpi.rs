@@ -105,10 +105,6 @@ impl Collective for MpiJob {
         }
     }
 
-    fn barrier(&self) {
-        self.world.barrier();
-    }
-
     fn sums_gradients(&self) -> bool {
         !self.skip_gradient_sum
     }

@@ -49,6 +49,19 @@ impl Tensors {
             .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    /// Every tensor's name, sorted.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = SafeTensors::deserialize(&self.0)
+            .unwrap()
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        names.sort();
+        names
+    }
+
     pub fn shape(&self, name: &str) -> Vec<usize> {
         self.view(name).shape().to_vec()
     }
