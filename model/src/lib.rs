@@ -9,7 +9,9 @@
 //!   `gamma`/`beta` or `weight`/`bias`), out in HF's layout, and re-encoded in another precision.
 //! - [`embed`]: `BertEmbedding` (from bytes or a model directory), pooling, GluonNLP's
 //!   `oov_way`, sentence-transformers' defaults.
-//! - [`backend`]: `--backend cpu|wgpu|cuda` at run time.
+//! - [`classify`]: a fine-tuned sequence classifier (with its tokenizer and labels) for
+//!   inference, as a server's `/predict` runs it.
+//! - [`backend`]: `--backend auto|cpu|wgpu|vulkan|cuda` at run time.
 //! - [`error`]: what can be wrong with a checkpoint, a config or an input.
 //!
 //! The crate builds for `wasm32-unknown-unknown` as well as natively. What needs an operating
@@ -20,6 +22,8 @@ extern crate alloc;
 
 pub mod backend;
 pub mod checkpoint;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod classify;
 pub mod embed;
 pub mod error;
 pub mod kernels;

@@ -17,7 +17,7 @@ struct Args {
     model: PathBuf,
     #[arg(long, default_value = "../shared/data/glue/SST-2/dev.tsv")]
     tsv: PathBuf,
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "auto")]
     backend: String,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,

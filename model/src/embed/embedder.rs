@@ -23,6 +23,15 @@ pub struct SentenceEmbedding {
     pub truncated: bool,
 }
 
+/// What [`BertEmbedding::embed_ids`] gives for one input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputVectors {
+    /// The pooled sentence vector.
+    pub sentence: Vec<f32>,
+    /// One vector per token id (empty unless asked for).
+    pub tokens: Vec<Vec<f32>>,
+}
+
 /// How sentence vectors are made from token vectors, and how many sentences go per pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmbedOptions {
@@ -323,6 +332,49 @@ impl BertEmbedding {
         Ok(results
             .into_iter()
             .map(|r| r.expect("every sentence is in one batch"))
+            .collect())
+    }
+
+    /// One padded batch of already tokenized inputs (the caller batches, as a server's queue
+    /// does): per input its sentence vector, pooled as this embedder pools and normalised if
+    /// `normalize`, and with `with_tokens` its token vectors (one per id).
+    pub fn embed_ids(
+        &self,
+        ids: &[Vec<u32>],
+        normalize: bool,
+        with_tokens: bool,
+    ) -> Result<Vec<InputVectors>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let options = EmbedOptions {
+            normalize,
+            ..self.options
+        };
+        let (sentence, hidden) = self.forward(ids, options)?;
+        let [_, seq, h] = hidden.dims();
+        let vectors = to_vec(sentence)?;
+        let all = if with_tokens {
+            to_vec(hidden)?
+        } else {
+            Vec::new()
+        };
+        Ok(ids
+            .iter()
+            .enumerate()
+            .map(|(row, input)| {
+                let tokens = if with_tokens {
+                    (0..input.len())
+                        .map(|t| all[(row * seq + t) * h..(row * seq + t + 1) * h].to_vec())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                InputVectors {
+                    sentence: vectors[row * h..(row + 1) * h].to_vec(),
+                    tokens,
+                }
+            })
             .collect())
     }
 

@@ -7,7 +7,7 @@ pub mod oov;
 pub mod pooling;
 pub mod st_config;
 
-pub use embedder::{BertEmbedding, EmbedOptions, SentenceEmbedding};
+pub use embedder::{BertEmbedding, EmbedOptions, InputVectors, SentenceEmbedding};
 pub use oov::{OovWay, fold_pieces};
 pub use pooling::{Pooling, l2_normalize, pool};
 pub use st_config::SentenceTransformersDefaults;

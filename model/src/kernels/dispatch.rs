@@ -59,19 +59,22 @@ pub(super) fn wanted_on(device: &DispatchDevice) -> bool {
     // Read once: this runs for every projection of every layer. (The browser has no
     // environment: there the variable is never set.)
     static CHOICE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    match CHOICE
+    let forced = CHOICE
         .get_or_init(|| std::env::var("BERT_WGSL_KERNELS").ok())
-        .as_deref()
-    {
-        Some("off") => return false,
-        Some("on") => return matches!(device, DispatchDevice::Cube(cubecl::Device::Wgpu(_))),
-        _ => {}
+        .clone();
+    if forced.as_deref() == Some("off") {
+        return false;
     }
     match device {
         DispatchDevice::Cube(device @ cubecl::Device::Wgpu(_)) => {
             let client = device.client();
+            // The kernels are WGSL text: a runtime that compiles to SPIR-V (native Vulkan with
+            // feature `vulkan`) or MSL cannot load them, whatever the variable says.
+            if !client.name().ends_with("<wgsl>") {
+                return false;
+            }
             let matmul = &client.properties().features.matmul;
-            matmul.cmma.is_empty() && matmul.mma.is_empty()
+            forced.as_deref() == Some("on") || (matmul.cmma.is_empty() && matmul.mma.is_empty())
         }
         _ => false,
     }

@@ -78,8 +78,10 @@ struct Args {
     /// Leave the per-token vectors out.
     #[arg(long)]
     no_token_embeddings: bool,
-    /// Where to run: cpu (burn flex), wgpu (GPU, or Mesa lavapipe), cuda.
-    #[arg(long, default_value = "cpu")]
+    /// Where to run: auto (a hardware GPU where wgpu finds one, else the CPU; says which), cpu
+    /// (burn flex), wgpu (GPU, or Mesa lavapipe), vulkan (native Vulkan, SPIR-V kernels), cuda
+    /// (if built with it).
+    #[arg(long, default_value = "auto")]
     backend: String,
 }
 

@@ -118,8 +118,10 @@ struct Args {
     /// Seed of initialisation, data order, masks and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where to run: cpu (burn flex), wgpu (GPU, or Mesa lavapipe), cuda (if built with it).
-    #[arg(long, default_value = "cpu")]
+    /// Where to run: auto (a hardware GPU where wgpu finds one, else the CPU; says which), cpu
+    /// (burn flex), wgpu (GPU, or Mesa lavapipe), vulkan (native Vulkan, SPIR-V kernels), cuda
+    /// (if built with it).
+    #[arg(long, default_value = "auto")]
     backend: String,
     /// Data parallelism: device indices, one rank each (e.g. 0,1,2,3); each rank takes
     /// --batch-size sequences and its own share of the shards, gradients are summed on the
@@ -201,6 +203,7 @@ fn main() -> std::process::ExitCode {
         let name = match backend {
             BackendKind::Cpu => "flex",
             BackendKind::Wgpu => "wgpu",
+            BackendKind::Vulkan => "vulkan",
             BackendKind::Cuda => "cuda",
         };
         // SAFETY: no other thread exists yet (the batch loader and burn's workers start later).

@@ -121,8 +121,10 @@ pub struct FinetuneClassifierArgs {
     /// Train on the first N training examples only (quick runs).
     #[arg(long)]
     pub max_train_examples: Option<usize>,
-    /// Where to run: cpu (burn flex), wgpu (GPU, or Mesa lavapipe), cuda (if built with it).
-    #[arg(long, default_value = "cpu")]
+    /// Where to run: auto (a hardware GPU where wgpu finds one, else the CPU; says which), cpu
+    /// (burn flex), wgpu (GPU, or Mesa lavapipe), vulkan (native Vulkan, SPIR-V kernels), cuda
+    /// (if built with it).
+    #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Data-parallel devices of --backend, e.g. 0,1: each takes --accumulate micro-batches of
     /// every optimizer step (the global batch grows with the list), gradients are summed on

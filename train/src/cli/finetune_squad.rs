@@ -124,8 +124,10 @@ pub struct FinetuneSquadArgs {
     pub keep_checkpoints: usize,
     #[arg(long, alias = "output_dir", default_value = "./output_dir")]
     pub output_dir: PathBuf,
-    /// cpu, wgpu or cuda.
-    #[arg(long, default_value = "cpu")]
+    /// Where to run: auto (a hardware GPU where wgpu finds one, else the CPU; says which), cpu
+    /// (burn flex), wgpu (GPU, or Mesa lavapipe), vulkan (native Vulkan, SPIR-V kernels), cuda
+    /// (if built with it).
+    #[arg(long, default_value = "auto")]
     pub backend: String,
 }
 

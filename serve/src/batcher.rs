@@ -1,0 +1,263 @@
+//! Dynamic batching: requests wait in one bounded queue; one worker thread owns the model,
+//! takes every request that is waiting (up to the token budget), sorts their inputs by length,
+//! runs them in padded batches of at most `max_batch_tokens` tokens, and sends each request its
+//! outputs in input order. A batch that fails answers its requests with the error and the
+//! worker goes on with the next.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bert_model::BertEmbedding;
+use bert_model::classify::{PairIds, SequenceClassifier};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+
+/// What one input comes back as from an embedding model: its sentence vector, and its token
+/// vectors if asked for.
+pub use bert_model::embed::InputVectors as Embedded;
+
+/// The model behind the server: an encoder (`/embed`, `/embed_all`, `/v1/embeddings`) or a
+/// fine-tuned classifier (`/predict`).
+#[derive(Clone)]
+pub enum Model {
+    Embedding(Arc<BertEmbedding>),
+    Classifier(Arc<SequenceClassifier>),
+}
+
+impl Model {
+    /// One padded batch. `with_tokens`: keep the token vectors (embedding models).
+    fn run(&self, inputs: &[&PairIds], with_tokens: bool) -> Result<Vec<Output>> {
+        match self {
+            Self::Embedding(embedder) => {
+                let ids: Vec<Vec<u32>> = inputs.iter().map(|i| i.ids.clone()).collect();
+                Ok(embedder
+                    .embed_ids(&ids, false, with_tokens)?
+                    .into_iter()
+                    .map(Output::Vectors)
+                    .collect())
+            }
+            Self::Classifier(classifier) => {
+                let owned: Vec<PairIds> = inputs.iter().map(|&i| i.clone()).collect();
+                Ok(classifier
+                    .logits(&owned)?
+                    .into_iter()
+                    .map(Output::Scores)
+                    .collect())
+            }
+        }
+    }
+}
+
+/// What a request asks of its inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Embed { normalize: bool, with_tokens: bool },
+    Predict,
+}
+
+/// One input's answer.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Vectors(Embedded),
+    /// The classifier head's raw outputs (logits, or the regression value).
+    Scores(Vec<f32>),
+}
+
+/// One request's work: tokenized inputs and where the answer goes.
+pub struct Job {
+    pub inputs: Vec<PairIds>,
+    pub task: Task,
+    pub reply: oneshot::Sender<Result<Vec<Output>, String>>,
+    pub queued: Instant,
+}
+
+impl Job {
+    fn tokens(&self) -> usize {
+        self.inputs.iter().map(|i| i.ids.len()).sum()
+    }
+}
+
+/// Why a job was not queued.
+#[derive(Debug)]
+pub enum Refused {
+    /// `--max-concurrent-requests` requests are waiting already.
+    QueueFull,
+    /// The worker has stopped (the server is shutting down).
+    Stopped,
+}
+
+/// The queue's sending end, shared by the request handlers.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Batcher {
+    /// Start the worker thread that owns `model`.
+    pub fn start(
+        model: Model,
+        max_batch_tokens: usize,
+        max_waiting: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Self, std::thread::JoinHandle<()>) {
+        let (queue, waiting) = mpsc::channel(max_waiting.max(1));
+        let worker = std::thread::Builder::new()
+            .name("bert-serve-batcher".into())
+            .spawn(move || run(waiting, &model, max_batch_tokens, &metrics))
+            .expect("a thread for the batcher");
+        (Self { queue }, worker)
+    }
+
+    /// Queue `job` without waiting: a full queue is refused (429), not awaited.
+    pub fn submit(&self, job: Job) -> Result<(), Refused> {
+        self.queue.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Refused::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => Refused::Stopped,
+        })
+    }
+}
+
+/// The worker: until every sender is gone, take what is waiting and run it.
+fn run(
+    mut waiting: mpsc::Receiver<Job>,
+    model: &Model,
+    max_batch_tokens: usize,
+    metrics: &Metrics,
+) {
+    let mut next: Option<Job> = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match waiting.blocking_recv() {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        // Everything waiting now, up to the budget; the job that does not fit starts the next.
+        let mut jobs = vec![first];
+        let mut tokens = jobs[0].tokens();
+        while let Ok(job) = waiting.try_recv() {
+            if tokens + job.tokens() > max_batch_tokens {
+                next = Some(job);
+                break;
+            }
+            tokens += job.tokens();
+            jobs.push(job);
+        }
+        run_jobs(jobs, model, max_batch_tokens, metrics);
+    }
+}
+
+/// Run `jobs` in padded batches under the token budget and answer each.
+fn run_jobs(jobs: Vec<Job>, model: &Model, max_batch_tokens: usize, metrics: &Metrics) {
+    let started = Instant::now();
+    for job in &jobs {
+        metrics.queue_time(started.duration_since(job.queued));
+    }
+    // Every input as (job, index in job), longest first: similar lengths pad little.
+    let mut order: Vec<(usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| (0..job.inputs.len()).map(move |i| (j, i)))
+        .collect();
+    let length = |(j, i): (usize, usize)| jobs[j].inputs[i].ids.len();
+    order.sort_by_key(|&ji| std::cmp::Reverse(length(ji)));
+    let mut results: Vec<Vec<Option<Output>>> =
+        jobs.iter().map(|j| vec![None; j.inputs.len()]).collect();
+    let mut failed: Vec<Option<String>> = vec![None; jobs.len()];
+
+    let mut start = 0;
+    while start < order.len() {
+        // Sorted longest first: the first input sets the padded length of the batch.
+        let longest = length(order[start]).max(1);
+        let fit = (max_batch_tokens / longest).max(1);
+        let end = (start + fit).min(order.len());
+        let batch = &order[start..end];
+        // Jobs of one batch may differ in `normalize` and `with_tokens`: compute what any
+        // asks for and shape per job afterwards.
+        let inputs: Vec<&PairIds> = batch.iter().map(|&(j, i)| &jobs[j].inputs[i]).collect();
+        let with_tokens = batch.iter().any(|&(j, _)| {
+            matches!(
+                jobs[j].task,
+                Task::Embed {
+                    with_tokens: true,
+                    ..
+                }
+            )
+        });
+        let inference = Instant::now();
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| model.run(&inputs, with_tokens)));
+        metrics.batch(
+            batch.len(),
+            inputs.iter().map(|i| i.ids.len()).sum(),
+            inference.elapsed(),
+        );
+        match outcome {
+            Ok(Ok(rows)) => {
+                for (&(j, i), output) in batch.iter().zip(rows) {
+                    results[j][i] = Some(shaped(output, jobs[j].task));
+                }
+            }
+            Ok(Err(e)) => fail(batch, &mut failed, format!("inference failed: {e:#}")),
+            Err(_) => fail(
+                batch,
+                &mut failed,
+                "inference failed (the encoder panicked)".into(),
+            ),
+        }
+        start = end;
+    }
+    for ((job, rows), failure) in jobs.into_iter().zip(results).zip(failed) {
+        let answer = match failure {
+            Some(e) => Err(e),
+            None => Ok(rows
+                .into_iter()
+                .map(|r| r.expect("every input ran"))
+                .collect()),
+        };
+        // The client may have gone away: nothing to do then.
+        let _ = job.reply.send(answer);
+    }
+    metrics.busy(started.elapsed());
+}
+
+/// An output as its job asked: normalised or not, token vectors kept or dropped.
+fn shaped(output: Output, task: Task) -> Output {
+    match (output, task) {
+        (
+            Output::Vectors(Embedded { sentence, tokens }),
+            Task::Embed {
+                normalize,
+                with_tokens,
+            },
+        ) => Output::Vectors(Embedded {
+            sentence: if normalize {
+                l2_normalized(sentence)
+            } else {
+                sentence
+            },
+            tokens: if with_tokens { tokens } else { Vec::new() },
+        }),
+        (output, _) => output,
+    }
+}
+
+fn fail(batch: &[(usize, usize)], failed: &mut [Option<String>], message: String) {
+    for &(j, _) in batch {
+        failed[j].get_or_insert_with(|| message.clone());
+    }
+}
+
+fn l2_normalized(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+/// How long a request may wait for its answer before the handler gives up (the worker still
+/// finishes it).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
