@@ -128,6 +128,7 @@ fn run(
     metrics: &Metrics,
 ) {
     let mut next: Option<Job> = None;
+    let mut last_batch = Duration::ZERO;
     loop {
         let first = match next.take() {
             Some(job) => job,
@@ -139,17 +140,49 @@ fn run(
         // Everything waiting now, up to the budget; the job that does not fit starts the next.
         let mut jobs = vec![first];
         let mut tokens = jobs[0].tokens();
-        while let Ok(job) = waiting.try_recv() {
+        let mut take = |job: Job, jobs: &mut Vec<Job>, next: &mut Option<Job>| {
             if tokens + job.tokens() > max_batch_tokens {
-                next = Some(job);
-                break;
+                *next = Some(job);
+                return false;
             }
             tokens += job.tokens();
             jobs.push(job);
+            true
+        };
+        while next.is_none()
+            && let Ok(job) = waiting.try_recv()
+        {
+            take(job, &mut jobs, &mut next);
         }
+        // Requests arrived while the last batch ran: others are on their way. On a machine
+        // whose cores the encoder fills, the HTTP side gets little time while a batch runs, so
+        // collect for a moment longer (while they keep coming, at most a quarter of the last
+        // batch's time) rather than start a batch of the few that made it in. A lone client
+        // finds the queue empty and never waits here.
+        if jobs.len() > 1 && next.is_none() {
+            let window = (last_batch / 4).min(MAX_COLLECT);
+            let started = Instant::now();
+            let mut quiet_since = Instant::now();
+            while next.is_none() && started.elapsed() < window && quiet_since.elapsed() < QUIET {
+                match waiting.try_recv() {
+                    Ok(job) => {
+                        take(job, &mut jobs, &mut next);
+                        quiet_since = Instant::now();
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                }
+            }
+        }
+        let started = Instant::now();
         run_jobs(jobs, model, max_batch_tokens, metrics);
+        last_batch = started.elapsed();
     }
 }
+
+/// The longest the worker collects requests beyond those already waiting.
+const MAX_COLLECT: Duration = Duration::from_millis(20);
+/// Collecting stops once no request has come for this long.
+const QUIET: Duration = Duration::from_millis(2);
 
 /// Run `jobs` in padded batches under the token budget and answer each.
 fn run_jobs(jobs: Vec<Job>, model: &Model, max_batch_tokens: usize, metrics: &Metrics) {
