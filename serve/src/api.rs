@@ -381,26 +381,32 @@ fn check_tei_options(request: &EmbedRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// What `/embed` and `/embed_all` share: check, tokenize, queue; `with_tokens` for the token
+/// vectors (never normalised), else the sentence vectors (normalised unless asked not to be).
+async fn embed_request(
+    state: &AppState,
+    request: Result<Json<EmbedRequest>, JsonRejection>,
+    with_tokens: bool,
+) -> Result<Vec<Embedded>, ApiError> {
+    let Json(request) = request?;
+    check_tei_options(&request)?;
+    state.embedder()?;
+    let normalize = !with_tokens && request.normalize.unwrap_or(true);
+    let ids = tokenize_inputs(
+        state,
+        singles(request.inputs.into_vec()),
+        request.truncate.unwrap_or(false),
+    )?;
+    run_embed(state, ids, normalize, with_tokens).await
+}
+
 async fn embed(
     State(state): State<Arc<AppState>>,
     request: Result<Json<EmbedRequest>, JsonRejection>,
 ) -> Response {
-    let result = async {
-        let Json(request) = request?;
-        check_tei_options(&request)?;
-        state.embedder()?;
-        let normalize = request.normalize.unwrap_or(true);
-        let ids = tokenize_inputs(
-            &state,
-            singles(request.inputs.into_vec()),
-            request.truncate.unwrap_or(false),
-        )?;
-        let rows = run_embed(&state, ids, normalize, false).await?;
-        Ok(Json(
-            rows.into_iter().map(|r| r.sentence).collect::<Vec<_>>(),
-        ))
-    }
-    .await;
+    let result = embed_request(&state, request, false)
+        .await
+        .map(|rows| Json(rows.into_iter().map(|r| r.sentence).collect::<Vec<_>>()));
     counted(&state, result)
 }
 
@@ -408,19 +414,9 @@ async fn embed_all(
     State(state): State<Arc<AppState>>,
     request: Result<Json<EmbedRequest>, JsonRejection>,
 ) -> Response {
-    let result = async {
-        let Json(request) = request?;
-        check_tei_options(&request)?;
-        state.embedder()?;
-        let ids = tokenize_inputs(
-            &state,
-            singles(request.inputs.into_vec()),
-            request.truncate.unwrap_or(false),
-        )?;
-        let rows = run_embed(&state, ids, false, true).await?;
-        Ok(Json(rows.into_iter().map(|r| r.tokens).collect::<Vec<_>>()))
-    }
-    .await;
+    let result = embed_request(&state, request, true)
+        .await
+        .map(|rows| Json(rows.into_iter().map(|r| r.tokens).collect::<Vec<_>>()));
     counted(&state, result)
 }
 

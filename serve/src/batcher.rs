@@ -143,11 +143,10 @@ fn run(
         let mut take = |job: Job, jobs: &mut Vec<Job>, next: &mut Option<Job>| {
             if tokens + job.tokens() > max_batch_tokens {
                 *next = Some(job);
-                return false;
+            } else {
+                tokens += job.tokens();
+                jobs.push(job);
             }
-            tokens += job.tokens();
-            jobs.push(job);
-            true
         };
         while next.is_none()
             && let Ok(job) = waiting.try_recv()

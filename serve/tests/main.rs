@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bert_model::{BackendKind, BertEmbedding};
 use serde_json::{Value, json};
-use test_support::minilm_dir;
+use test_support::{max_abs, minilm_dir};
 
 /// A running `bert-serve` and its address.
 struct Served {
@@ -126,14 +126,6 @@ fn vector(v: &Value) -> Vec<f32> {
         .iter()
         .map(|x| x.as_f64().unwrap() as f32)
         .collect()
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]
