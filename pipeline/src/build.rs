@@ -194,6 +194,7 @@ fn run(
         buckets,
         shards,
         totals,
+        checksum: None,
     };
     // Last, so a directory with a manifest is always complete.
     manifest.write(&opts.output.join(config.manifest_name()))?;

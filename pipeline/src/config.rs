@@ -31,6 +31,7 @@ pub enum OnInvalidUtf8 {
 
 /// Counters a reader keeps while streaming.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReadStats {
     pub files: u64,
     pub lines: u64,
@@ -50,6 +51,7 @@ impl ReadStats {
 
 /// Everything that decides the output; recorded in the manifest.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct BuildConfig {
     pub vocab: String,
     /// `None`: follow the vocabulary.

@@ -12,6 +12,7 @@ pub mod instances;
 pub mod loader;
 pub mod masking;
 pub mod merge;
+mod panics;
 pub mod shards;
 pub mod splitter;
 

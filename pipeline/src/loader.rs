@@ -268,7 +268,17 @@ impl Iterator for BatchLoader {
     type Item = Result<Batch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.receiver.recv().ok()
+        match self.receiver.recv() {
+            Ok(batch) => Some(batch),
+            // The thread only hangs up after sending its error, or by panicking: say which.
+            Err(_) => match self.worker.take().map(JoinHandle::join) {
+                Some(Err(panic)) => Some(Err(anyhow::anyhow!(
+                    "the batch loader failed: {}",
+                    crate::panics::message(&*panic)
+                ))),
+                _ => None,
+            },
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 
+use crate::shards::ShardSet;
 use crate::shards::manifest::{Manifest, Totals};
 
 /// Collects worker manifests from `inputs` (directories or manifest files) and writes the
@@ -46,12 +47,14 @@ pub fn merge(inputs: &[PathBuf], output: Option<&Path>) -> Result<(PathBuf, Mani
     let mut merged: Option<Manifest> = None;
     let mut workers_seen = Vec::new();
     for path in &found {
-        let m = Manifest::read(path)?;
-        let dir = std::fs::canonicalize(path.parent().unwrap_or(Path::new(".")))?;
+        // The one reader: a consistent manifest, shards inside its directory, every hash right.
+        let set = ShardSet::open(path)?;
+        set.verify_all()?;
+        let m = set.manifest().clone();
         workers_seen.push(m.config.worker_index);
         let mut shards = m.shards.clone();
         for shard in &mut shards {
-            let abs = dir.join(&shard.file);
+            let abs = std::fs::canonicalize(set.path_of(shard))?;
             let Ok(rel) = abs.strip_prefix(&out_abs) else {
                 bail!(
                     "shard {} is not under the output directory {}",
@@ -72,12 +75,37 @@ pub fn merge(inputs: &[PathBuf], output: Option<&Path>) -> Result<(PathBuf, Mani
                 let mut b = m.config.clone();
                 a.worker_index = 0;
                 b.worker_index = 0;
+                let differ = differences(&a, &b)?;
                 ensure!(
-                    a == b,
-                    "{} was built with other flags than {}",
+                    differ.is_empty(),
+                    "{} was built with other flags than {}: {}",
                     path.display(),
-                    found[0].display()
+                    found[0].display(),
+                    differ.join("; ")
                 );
+                if acc.inputs != m.inputs {
+                    let names = |m: &Manifest| -> Vec<String> {
+                        m.inputs
+                            .iter()
+                            .map(|f| format!("{} ({} bytes)", f.path, f.bytes))
+                            .collect()
+                    };
+                    let (theirs, ours) = (names(&m), names(acc));
+                    let only_here: Vec<_> = theirs.iter().filter(|f| !ours.contains(f)).collect();
+                    let only_first: Vec<_> = ours.iter().filter(|f| !theirs.contains(f)).collect();
+                    bail!(
+                        "{} was built from other inputs than {} (only in the first: {only_first:?}; \
+                         only in this one: {only_here:?}{}); every worker must be given the same \
+                         input list",
+                        path.display(),
+                        found[0].display(),
+                        if only_here.is_empty() && only_first.is_empty() {
+                            ", same files in another order"
+                        } else {
+                            ""
+                        }
+                    );
+                }
                 ensure!(
                     acc.vocab == m.vocab,
                     "{} uses another vocabulary",
@@ -109,10 +137,29 @@ pub fn merge(inputs: &[PathBuf], output: Option<&Path>) -> Result<(PathBuf, Mani
         );
     }
     merged.config.worker_index = 0;
+    merged.checksum = None;
+    merged.validate()?;
     merged
         .shards
         .sort_by(|a, b| (a.bucket, a.worker, &a.file).cmp(&(b.bucket, b.worker, &b.file)));
     let path = out_dir.join("manifest.json");
     merged.write(&path)?;
     Ok((path, merged))
+}
+
+/// `key: a vs b` for every top-level field in which two records differ.
+fn differences<T: serde::Serialize>(a: &T, b: &T) -> Result<Vec<String>> {
+    let (a, b) = (serde_json::to_value(a)?, serde_json::to_value(b)?);
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return Ok(vec![format!("{a} vs {b}")]);
+    };
+    Ok(a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {v} vs {}",
+                b.get(k).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect())
 }

@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 use bert_pipeline::ShardSet;
 use test_support::{reference_python, repo_root as repo};
 
+mod integrity;
+
 fn sample() -> String {
     repo()
         .join("pipeline/sample-corpus/persuasion.txt")

@@ -152,11 +152,24 @@ fn typed_lists<T: ArrowPrimitiveType>(array: &ArrayRef, name: &str) -> Result<Ve
             T::DATA_TYPE
         );
     };
-    let offsets = list.value_offsets();
-    Ok(offsets
+    // Checked slicing: offsets of a foreign file must not be trusted to be in range.
+    list.value_offsets()
         .windows(2)
-        .map(|w| values.values()[w[0] as usize..w[1] as usize].to_vec())
-        .collect())
+        .enumerate()
+        .map(|(row, w)| {
+            usize::try_from(w[0])
+                .ok()
+                .zip(usize::try_from(w[1]).ok())
+                .and_then(|(a, b)| values.values().get(a..b))
+                .map(<[T::Native]>::to_vec)
+                .with_context(|| {
+                    format!(
+                        "`{name}` row {row}: offsets {}..{} out of range",
+                        w[0], w[1]
+                    )
+                })
+        })
+        .collect()
 }
 
 fn u32_lists(array: &ArrayRef, name: &str) -> Result<Vec<Vec<u32>>> {
