@@ -59,6 +59,7 @@ fn corpus_to_shards_to_pretrained_model_to_embeddings_equal_to_transformers() {
             overwrite: false,
             threads: Some(2),
             progress: false,
+            cancel: None,
         },
     )
     .unwrap();

@@ -25,6 +25,7 @@ fn sample_corpus_round_trips_through_the_shard_reader() {
         overwrite: false,
         threads: Some(2),
         progress: false,
+        cancel: None,
     };
     let manifest = build(&config, &[corpus.display().to_string()], &options).unwrap();
 

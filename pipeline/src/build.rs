@@ -9,10 +9,10 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
@@ -24,9 +24,13 @@ use crate::masking::{MaskingParams, MaskingVocab};
 use crate::shards::Instance;
 use crate::shards::manifest::{self, Bucket, InputFile, Manifest, Totals, VocabInfo};
 use crate::shards::schema::TokenIdType;
+pub use crate::shards::writer::Interrupted;
 use crate::shards::writer::{BucketLayout, ShardTarget, Spill, write_bucket_shards};
 use bert_core::rng;
 use bert_core::vocab::Vocab;
+
+/// More threads than this is a typo, not a machine (and each one has a stack).
+pub const MAX_THREADS: usize = 1024;
 
 /// How to run a build (none of it changes the output bytes).
 pub struct BuildOptions {
@@ -34,6 +38,18 @@ pub struct BuildOptions {
     pub overwrite: bool,
     pub threads: Option<usize>,
     pub progress: bool,
+    /// Set (by a signal handler, say) to stop the build at the next block, pass or shard; the
+    /// build then fails with [`Interrupted`] and leaves nothing behind.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl BuildOptions {
+    fn check_cancel(&self) -> Result<()> {
+        match &self.cancel {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(Interrupted.into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 pub fn build(config: &BuildConfig, inputs: &[String], opts: &BuildOptions) -> Result<Manifest> {
@@ -43,6 +59,10 @@ pub fn build(config: &BuildConfig, inputs: &[String], opts: &BuildOptions) -> Re
     prepare_output(&opts.output, config, opts.overwrite)?;
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(n) = opts.threads {
+        ensure!(
+            (1..=MAX_THREADS).contains(&n),
+            "--threads must be between 1 and {MAX_THREADS}, got {n}"
+        );
         builder = builder.num_threads(n);
     }
     let pool = builder.build().context("cannot start worker threads")?;
@@ -54,7 +74,30 @@ pub fn build(config: &BuildConfig, inputs: &[String], opts: &BuildOptions) -> Re
     let result = pool.install(|| run(config, &files, &vocab, opts, &spill_dir));
     // The spill is scratch space whether or not the build succeeded.
     let _ = std::fs::remove_dir_all(&spill_dir);
+    if result.is_err() {
+        // Half a build is no use (there is no manifest): leave the directory as it was, so
+        // the same command can simply be run again.
+        remove_partial_output(&opts.output, config);
+    }
     result
+}
+
+/// Removes what this worker's run wrote into `dir`: shards, manifest, temporary files.
+/// `prepare_output` made sure none of those names existed before the run.
+fn remove_partial_output(dir: &Path, config: &BuildConfig) {
+    let prefix = config.worker_prefix();
+    let manifest = config.manifest_name();
+    let temp_mark = format!(".tmp-{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let shard = name.starts_with(&prefix) && name.ends_with(".arrow");
+        if shard || name == manifest || name.contains(&temp_mark) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn run(
@@ -112,9 +155,11 @@ fn run(
             if block_index % config.worker_count != config.worker_index {
                 continue;
             }
+            opts.check_cancel()?;
             let pool = tokenize_block(&block, vocab, &mut totals)?;
             drop(block);
             for pass in 0..config.dupe_factor as u64 {
+                opts.check_cancel()?;
                 let instances = instances_for_pass(
                     block_index as u64,
                     pass,
@@ -160,6 +205,7 @@ fn run(
             bucket: b,
             length_range: (min_length, max_length),
             id_type,
+            cancel: opts.cancel.as_deref(),
         };
         let written = write_bucket_shards(data, count, config.shard_size, &target)?;
         buckets.push(Bucket {
@@ -418,6 +464,18 @@ mod tests {
                 worker_count: 2,
                 ..Default::default()
             },
+            BuildConfig {
+                dupe_factor: u32::MAX as usize,
+                ..Default::default()
+            },
+            BuildConfig {
+                num_buckets: 100,
+                ..Default::default()
+            },
+            BuildConfig {
+                max_predictions_per_seq: 200,
+                ..Default::default()
+            },
         ];
         let flags = [
             "--max-seq-length",
@@ -425,11 +483,23 @@ mod tests {
             "--short-seq-prob",
             "--dupe-factor",
             "--worker",
+            "--dupe-factor must be between 1 and 1000, got 4294967295",
+            "--num-buckets 100 does not split lengths 1..=128",
+            "--max-predictions-per-seq 200",
         ];
         for (config, flag) in bad.iter().zip(flags) {
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains(flag), "{err}");
         }
         BuildConfig::default().validate().unwrap();
+        // 64 buckets of two lengths and 128 of one both cover 1..=128.
+        for num_buckets in [1, 3, 64, 128] {
+            BuildConfig {
+                num_buckets,
+                ..Default::default()
+            }
+            .validate()
+            .unwrap();
+        }
     }
 }

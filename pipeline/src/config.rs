@@ -1,7 +1,7 @@
 //! What a build is asked to do and what it read: plain data that the builder, the input
 //! reader and the shard format's manifest share, so that the format never imports the builder.
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 /// How input text is laid out.
@@ -48,6 +48,10 @@ impl ReadStats {
         self.documents_split_for_size += other.documents_split_for_size;
     }
 }
+
+/// `--dupe-factor` above this is surely a typo (the reference uses 10; RoBERTa-style
+/// re-masking is `bert-train --dynamic-masking`).
+pub const MAX_DUPE_FACTOR: u64 = 1000;
 
 /// Everything that decides the output; recorded in the manifest.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -116,13 +120,37 @@ impl BuildConfig {
             self.max_predictions_per_seq >= 1,
             "--max-predictions-per-seq must be at least 1"
         );
-        ensure!(self.dupe_factor >= 1, "--dupe-factor must be at least 1");
-        ensure!(self.num_buckets >= 1, "--num-buckets must be at least 1");
-        ensure!(self.shard_size >= 1, "--shard-size must be at least 1");
         ensure!(
-            self.pool_size_mib >= 1,
-            "--pool-size must be at least 1 (MiB)"
+            self.max_predictions_per_seq <= self.max_seq_length,
+            "--max-predictions-per-seq {} is more than --max-seq-length {}",
+            self.max_predictions_per_seq,
+            self.max_seq_length
         );
+        // Upper bounds: a typo must be an error, not a build that never ends.
+        for (flag, value, max) in [
+            ("--dupe-factor", self.dupe_factor as u64, MAX_DUPE_FACTOR),
+            ("--shard-size", self.shard_size, 1 << 32),
+            ("--pool-size", self.pool_size_mib as u64, 1 << 16),
+            ("--worker (N)", self.worker_count as u64, 1 << 16),
+        ] {
+            ensure!(
+                (1..=max).contains(&value),
+                "{flag} must be between 1 and {max}, got {value}"
+            );
+        }
+        let m = self.max_seq_length;
+        let fits = |n: usize| n >= 1 && n <= m && (n - 1) * m.div_ceil(n) < m;
+        if !fits(self.num_buckets) {
+            let below = (1..self.num_buckets.min(m))
+                .rev()
+                .find(|&n| fits(n))
+                .unwrap_or(1);
+            bail!(
+                "--num-buckets {} does not split lengths 1..={m} into non-empty ranges of equal \
+                 width; use at most {below} (or {m}, one length each)",
+                self.num_buckets
+            );
+        }
         ensure!(
             self.worker_count >= 1 && self.worker_index < self.worker_count,
             "--worker must be I/N with 0 <= I < N, got {}/{}",

@@ -31,6 +31,24 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
         if path.is_dir() {
             bail!("{pattern} is a directory; pass files or a glob such as '{pattern}/*.txt'");
         }
+        if pattern == "-" {
+            bail!(
+                "reading standard input (`-`) is not supported: the manifest records each \
+                 input file and its size; write the text to a file first"
+            );
+        }
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            let kind = if t.is_fifo() {
+                "a named pipe"
+            } else if t.is_char_device() || t.is_block_device() {
+                "a device"
+            } else {
+                "a socket or other special file"
+            };
+            bail!("{pattern} is {kind}, not a regular file: give text files (.txt, .gz, .zst)");
+        }
         let matches: Vec<PathBuf> = glob::glob(pattern)
             .with_context(|| format!("bad glob pattern {pattern}"))?
             .filter_map(|entry| entry.ok())
@@ -327,6 +345,28 @@ mod tests {
                 .to_string()
                 .contains("directory")
         );
+        let fifo = dir.path().join("pipe");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        for (input, message) in [
+            ("-".to_string(), "standard input (`-`) is not supported"),
+            (
+                "/dev/null".into(),
+                "/dev/null is a device, not a regular file",
+            ),
+            (
+                fifo.display().to_string(),
+                "is a named pipe, not a regular file",
+            ),
+        ] {
+            let err = expand_inputs(&[input]).unwrap_err().to_string();
+            assert!(err.contains(message), "{err}");
+        }
     }
 
     #[test]

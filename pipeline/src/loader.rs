@@ -312,6 +312,7 @@ mod tests {
             overwrite: false,
             threads: Some(1),
             progress: false,
+            cancel: None,
         };
         build(&config, &[corpus.to_string()], &options).unwrap();
         ShardSet::open(dir).unwrap()

@@ -1,10 +1,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use bert_core::vocab;
-use bert_pipeline::build::{BuildOptions, build};
+use anyhow::Result;
+use bert_pipeline::build::{BuildOptions, Interrupted, build};
 use bert_pipeline::config::{BuildConfig, InputFormat, OnInvalidUtf8};
 use bert_pipeline::{inspect, merge};
 use clap::{Args, Parser, Subcommand};
@@ -209,6 +210,22 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// SIGINT and SIGTERM set the returned flag (the build stops at its next check and cleans up)
+/// and record which signal came; a second one ends the process at once.
+fn stop_on_signals() -> Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let (cancel, signal) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&cancel))?;
+        signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
+        signal_hook::flag::register(sig, Arc::clone(&cancel))?;
+    }
+    Ok((cancel, signal))
+}
+
 fn run_build(a: BuildArgs) -> Result<()> {
     let (worker_index, worker_count) = match a.worker {
         None => (0, 1),
@@ -237,19 +254,27 @@ fn run_build(a: BuildArgs) -> Result<()> {
         worker_index,
         worker_count,
     };
+    let (cancel, signal) = stop_on_signals()?;
     let options = BuildOptions {
         output: a.output,
         overwrite: a.overwrite,
         threads: a.threads,
         progress: !a.quiet,
+        cancel: Some(cancel),
     };
     let started = Instant::now();
-    let m = build(&config, &a.inputs, &options).with_context(|| {
-        format!(
-            "building shards (bundled vocabularies: {})",
-            vocab::builtin_names().join(", ")
-        )
-    })?;
+    let m = match build(&config, &a.inputs, &options) {
+        Ok(m) => m,
+        Err(e) if e.is::<Interrupted>() => {
+            let signal = signal.load(Ordering::Relaxed);
+            eprintln!(
+                "interrupted (signal {signal}): stopped, removed the partial output in {}",
+                options.output.display()
+            );
+            std::process::exit(128 + signal as i32);
+        }
+        Err(e) => return Err(e),
+    };
     let secs = started.elapsed().as_secs_f64();
     let t = &m.totals;
     let pct = |a: u64, b: u64| 100.0 * a as f64 / b.max(1) as f64;

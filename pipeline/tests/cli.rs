@@ -349,6 +349,15 @@ fn bad_input_is_a_clear_error_and_leaves_no_manifest() {
         ),
         (vec![&bad_utf8], "bad.txt:2: invalid UTF-8"),
         (vec![&blank], "no text"),
+        (
+            vec!["--threads", "100000", &sample],
+            "--threads must be between 1 and 1024",
+        ),
+        (
+            vec!["--dupe-factor", "4294967295", &sample],
+            "--dupe-factor must be between 1 and 1000",
+        ),
+        (vec!["--num-buckets", "100", &sample], "use at most 64"),
     ];
     for (extra, message) in cases {
         let mut args = vec!["build", "-q", "--output", &out_s];

@@ -158,6 +158,32 @@ fn trains_logs_checkpoints_exports_and_resumes() {
     set(&mut other, "--lr", "2e-3");
     expect_error(&bert_train(&args(&other)), &["other settings", "lr"]);
 
+    // Shards rebuilt from an edited corpus, with the same counts: other data, refused.
+    let edited = tmp.path().join("edited");
+    fs::create_dir_all(&edited).unwrap();
+    let corpus = fs::read_to_string(tmp.path().join("corpus.txt")).unwrap();
+    fs::write(edited.join("corpus.txt"), corpus.replace(" she ", " him ")).unwrap();
+    let config = bert_pipeline::config::BuildConfig {
+        dupe_factor: 1,
+        max_seq_length: 32,
+        shard_size: 1000,
+        ..Default::default()
+    };
+    let options = bert_pipeline::build::BuildOptions {
+        output: edited.join("shards"),
+        overwrite: false,
+        threads: Some(1),
+        progress: false,
+        cancel: None,
+    };
+    let rebuilt =
+        bert_pipeline::build::build(&config, &[s(&edited.join("corpus.txt"))], &options).unwrap();
+    let original = bert_pipeline::ShardSet::open(&shards).unwrap();
+    assert_eq!(rebuilt.totals, original.manifest().totals, "same counts");
+    let mut other = run.clone();
+    set(&mut other, "--shards", &s(&edited.join("shards")));
+    expect_error(&bert_train(&args(&other)), &["trained on other shards"]);
+
     // --pretrained starts from the exported weights: the first loss is near the last one.
     let last_loss = rows[3]["mlm_loss"].as_f64().unwrap();
     assert!(last_loss < first_loss - 1.0, "{first_loss} -> {last_loss}");
@@ -267,6 +293,20 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
         &bert_train(&args(&r)),
         &[&first_shard.file_name().unwrap().to_string_lossy()],
     );
+    // Flipped bytes anywhere in a shard: the loader's own error (shard, both hashes), a
+    // non-zero exit, no panic, nothing trained on them.
+    for at in (0..bytes.len()).step_by(bytes.len() / 5) {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0xFF;
+        fs::write(&first_shard, &damaged).unwrap();
+        expect_error(
+            &bert_train(&args(&r)),
+            &[
+                &format!("{} is damaged", first_shard.display()),
+                "the manifest says",
+            ],
+        );
+    }
     fs::write(&first_shard, &bytes).unwrap();
 
     // A diverging run stops at the first non-finite loss with a hint, keeping the checkpoints.

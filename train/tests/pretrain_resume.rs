@@ -94,6 +94,39 @@ fn stopped_and_resumed_run_equals_uninterrupted_run_bitwise() {
         ["step-00000008", "step-00000012"]
     );
 
+    // A damaged newest checkpoint (64 flipped bytes in its weights) is refused, naming the
+    // file and the newest intact one; with --skip-damaged-checkpoints the run resumes from
+    // that one and still ends bit-identical to the uninterrupted run.
+    let damaged = tmp.path().join("damaged");
+    train(&run("damaged"), &quiet(Some(10))).unwrap();
+    assert_eq!(step_dirs(&damaged), ["step-00000004", "step-00000008"]);
+    let weights = damaged.join("step-00000008/model.bpk");
+    let mut bytes = fs::read(&weights).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 64] {
+        *b ^= 0x5A;
+    }
+    fs::write(&weights, &bytes).unwrap();
+    let Err(refused) = train(&run("damaged"), &quiet(None)) else {
+        panic!("resumed from a damaged checkpoint");
+    };
+    let refused = format!("{refused:#}");
+    for needle in [
+        "step-00000008/model.bpk is damaged",
+        "step-00000004 (step 4)",
+        "--skip-damaged-checkpoints",
+    ] {
+        assert!(refused.contains(needle), "{needle:?} not in: {refused}");
+    }
+    let mut skipping = run("damaged");
+    skipping.skip_damaged_checkpoints = true;
+    let resumed = train(&skipping, &quiet(None)).unwrap();
+    assert_eq!((resumed.step, resumed.resumed_from), (12, Some(4)));
+    assert!(
+        fs::read(damaged.join("final/model.safetensors")).unwrap() == whole_weights,
+        "resuming from the intact checkpoint ends with the uninterrupted run's weights"
+    );
+
     // Training moved the weights: the equality above is not of two untouched models.
     let rows = losses(&tmp.path().join("whole"));
     assert_ne!(rows[0]["mlm_loss"], rows[11]["mlm_loss"]);

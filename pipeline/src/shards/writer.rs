@@ -5,8 +5,10 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
+use arrow::error::ArrowError;
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use rayon::iter::{ParallelBridge, ParallelIterator};
@@ -217,7 +219,14 @@ pub struct ShardTarget<'a> {
     pub bucket: usize,
     pub length_range: (usize, usize),
     pub id_type: TokenIdType,
+    /// Stops the writing between shards when set (the build was interrupted).
+    pub cancel: Option<&'a AtomicBool>,
 }
+
+/// The error of a build stopped by its cancel flag.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
 
 /// Cuts one bucket's spill into balanced shards, encoding them in parallel.
 pub fn write_bucket_shards(
@@ -252,25 +261,20 @@ pub fn write_bucket_shards(
 }
 
 fn write_shard(rows: &[Instance], index: usize, target: &ShardTarget) -> Result<Shard> {
+    if target.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+        return Err(Interrupted.into());
+    }
     let name = format!("{}b{:02}-{:05}.arrow", target.prefix, target.bucket, index);
     let path = target.dir.join(&name);
     let tmp = fsutil::temp_path(&path);
-    let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let options = IpcWriteOptions::default()
-        .try_with_compression(Some(CompressionType::ZSTD))?
-        .try_with_compression_level(Some(ZSTD_LEVEL))?;
-    let mut writer =
-        FileWriter::try_new_with_options(hashing, &shard_schema(target.id_type), options)?;
-    for batch in rows.chunks(BATCH_ROWS) {
-        writer.write(&to_record_batch(batch, target.id_type)?)?;
-    }
-    writer.finish()?;
-    let hashing = writer.into_inner()?;
-    let (bytes, sha256) = (hashing.bytes, hashing.hex_digest());
-    let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    let (bytes, sha256) = match write_ipc(rows, target.id_type, &tmp) {
+        Ok(written) => written,
+        Err(e) => {
+            // Disk full, say: nothing half-written stays behind.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.context(format!("cannot write shard {}", path.display())));
+        }
+    };
     fsutil::rename(&tmp, &path)?;
     if rows.iter().any(|r| {
         let n = r.valid_length();
@@ -291,6 +295,37 @@ fn write_shard(rows: &[Instance], index: usize, target: &ShardTarget) -> Result<
         bytes,
         sha256,
     })
+}
+
+/// Writes `rows` as an Arrow IPC file at `path`, synced; returns its size and sha256.
+fn write_ipc(rows: &[Instance], id_type: TokenIdType, path: &Path) -> Result<(u64, String)> {
+    let file = File::create(path)?;
+    let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::ZSTD))?
+        .try_with_compression_level(Some(ZSTD_LEVEL))?;
+    let mut writer =
+        FileWriter::try_new_with_options(hashing, &shard_schema(id_type), options).map_err(io)?;
+    for batch in rows.chunks(BATCH_ROWS) {
+        writer
+            .write(&to_record_batch(batch, id_type)?)
+            .map_err(io)?;
+    }
+    writer.finish().map_err(io)?;
+    let hashing = writer.into_inner().map_err(io)?;
+    let (bytes, sha256) = (hashing.bytes, hashing.hex_digest());
+    let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok((bytes, sha256))
+}
+
+/// Arrow's I/O errors carry the `io::Error` in their message and again as their source,
+/// which prints it twice: keep the `io::Error` alone.
+fn io(e: ArrowError) -> anyhow::Error {
+    match e {
+        ArrowError::IoError(_, e) => e.into(),
+        other => other.into(),
+    }
 }
 
 /// Counts and hashes bytes on their way to the file, so the manifest can pin each shard.

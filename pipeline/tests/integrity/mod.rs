@@ -315,3 +315,121 @@ fn merge_refuses_escaping_names_and_workers_with_other_inputs_or_flags() {
     ok(merge());
     ShardSet::open(&out).unwrap();
 }
+
+#[test]
+fn sigterm_during_a_build_leaves_nothing_and_the_same_command_runs_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for n in 0..6 {
+        std::fs::copy(
+            repo().join("pipeline/sample-corpus/persuasion.txt"),
+            input.join(format!("part{n}.txt")),
+        )
+        .unwrap();
+    }
+    let out = tmp.path().join("out");
+    let (out_s, glob) = (
+        out.display().to_string(),
+        format!("{}/*.txt", input.display()),
+    );
+    // About 600,000 instances: seconds of work, and more than the spill keeps in memory.
+    let args = ["build", "-q", "--dupe-factor", "100", "-o", &out_s, &glob];
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_bert-pipeline"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let spilling = || {
+        std::fs::read_dir(&out).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".spill-"))
+        })
+    };
+    let started = std::time::Instant::now();
+    while !spilling() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the build never spilled to disk"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("interrupted (signal 15)"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // The same command, without --overwrite, now runs to the end.
+    ok(pipeline(&[
+        "build",
+        "-q",
+        "--dupe-factor",
+        "2",
+        "-o",
+        &out_s,
+        &glob,
+    ]));
+    ShardSet::open(&out).unwrap();
+}
+
+/// A full disk (a 1 MiB tmpfs): a clear error naming the file, and no temporary file left.
+/// Mounting needs root (CI runs as root); elsewhere the test says so and passes.
+#[test]
+fn a_full_disk_is_a_clear_error_that_leaves_no_temporary_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mount = tmp.path().join("small");
+    std::fs::create_dir(&mount).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mount)
+        .output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root): {mounted:?}");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+    let out = mount.join("shards");
+    let result = pipeline(&[
+        "build",
+        "-q",
+        "--dupe-factor",
+        "5",
+        "-o",
+        &out.display().to_string(),
+        &repo()
+            .join("pipeline/sample-corpus/persuasion.txt")
+            .display()
+            .to_string(),
+    ]);
+    test_support::expect_error(
+        &result,
+        &["No space left on device", &out.display().to_string()],
+    );
+    let stderr = test_support::stderr(&result);
+    assert_eq!(
+        stderr.matches("No space left").count(),
+        1,
+        "the cause is printed once: {stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

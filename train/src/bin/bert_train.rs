@@ -112,6 +112,10 @@ struct Args {
     /// Checkpoints kept; older ones are deleted once a newer one is complete.
     #[arg(long, default_value_t = 3)]
     keep_checkpoints: usize,
+    /// Resume from the newest intact checkpoint when newer ones are damaged (their files no
+    /// longer match their SHA256SUMS); without it, a damaged newest checkpoint is an error.
+    #[arg(long)]
+    skip_damaged_checkpoints: bool,
     /// Report every N steps.
     #[arg(long, alias = "log_interval", default_value_t = 250)]
     log_interval: u64,
@@ -178,6 +182,7 @@ fn run(args: Args, job: &dyn Collective) -> Result<()> {
     config.ckpt_dir = args.ckpt_dir;
     config.ckpt_interval = args.ckpt_interval;
     config.keep_checkpoints = args.keep_checkpoints;
+    config.skip_damaged_checkpoints = args.skip_damaged_checkpoints;
     config.log_interval = args.log_interval;
     config.seed = args.seed;
     config.backend = args.backend.parse::<BackendKind>()?;

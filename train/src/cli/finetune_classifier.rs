@@ -137,6 +137,10 @@ pub struct FinetuneClassifierArgs {
     /// Checkpoints kept in OUTPUT_DIR/checkpoints.
     #[arg(long, default_value_t = 1)]
     pub keep_checkpoints: usize,
+    /// Resume from the newest intact checkpoint when newer ones are damaged (their files no
+    /// longer match their SHA256SUMS); without it, a damaged newest checkpoint is an error.
+    #[arg(long)]
+    pub skip_damaged_checkpoints: bool,
 }
 
 pub fn run(args: FinetuneClassifierArgs) -> Result<()> {
@@ -168,6 +172,7 @@ pub fn run(args: FinetuneClassifierArgs) -> Result<()> {
     config.gpus = args.gpus;
     config.ckpt_interval = args.ckpt_interval;
     config.keep_checkpoints = args.keep_checkpoints;
+    config.skip_damaged_checkpoints = args.skip_damaged_checkpoints;
     run_classifier(&config)?;
     Ok(())
 }

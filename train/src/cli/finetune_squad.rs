@@ -122,6 +122,10 @@ pub struct FinetuneSquadArgs {
     /// Checkpoints kept in OUTPUT_DIR/checkpoints.
     #[arg(long, default_value_t = 1)]
     pub keep_checkpoints: usize,
+    /// Resume from the newest intact checkpoint when newer ones are damaged (their files no
+    /// longer match their SHA256SUMS); without it, a damaged newest checkpoint is an error.
+    #[arg(long)]
+    pub skip_damaged_checkpoints: bool,
     #[arg(long, alias = "output_dir", default_value = "./output_dir")]
     pub output_dir: PathBuf,
     /// Where to run: auto (a hardware GPU where wgpu finds one, else the CPU; says which), cpu
@@ -175,6 +179,7 @@ pub fn run(args: FinetuneSquadArgs) -> Result<()> {
         gpus: args.gpus,
         ckpt_interval: args.ckpt_interval,
         keep_checkpoints: args.keep_checkpoints,
+        skip_damaged_checkpoints: args.skip_damaged_checkpoints,
         optimizer: args.optimizer.parse::<OptimizerKind>()?,
         seed: args.seed,
         log_interval: args.log_interval,

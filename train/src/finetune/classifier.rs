@@ -480,6 +480,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
         output_dir: config.output_dir.clone(),
         ckpt_interval: config.ckpt_interval,
         keep_checkpoints: config.keep_checkpoints,
+        skip_damaged_checkpoints: config.skip_damaged_checkpoints,
         fingerprint: config.trajectory_fingerprint(),
         data: json!({ "train_file": train.file, "train_examples": n }),
         print: config.print,

@@ -52,6 +52,8 @@ pub struct ClassifierConfig {
     pub ckpt_interval: u64,
     /// Checkpoints kept in OUTPUT_DIR/checkpoints (the newest).
     pub keep_checkpoints: usize,
+    /// Resume from the newest intact checkpoint, skipping damaged newer ones.
+    pub skip_damaged_checkpoints: bool,
     /// Print log lines and notes on stderr.
     pub print: bool,
 }
@@ -86,6 +88,7 @@ impl ClassifierConfig {
             gpus: vec![0],
             ckpt_interval: 0,
             keep_checkpoints: 1,
+            skip_damaged_checkpoints: false,
             print: true,
         }
     }

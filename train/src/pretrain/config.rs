@@ -36,6 +36,8 @@ pub struct PretrainConfig {
     pub ckpt_interval: u64,
     /// Checkpoints kept (the oldest is deleted once a new one is complete).
     pub keep_checkpoints: usize,
+    /// Resume from the newest intact checkpoint, skipping damaged newer ones.
+    pub skip_damaged_checkpoints: bool,
     pub log_interval: u64,
     pub seed: u64,
     pub backend: BackendKind,
@@ -71,6 +73,7 @@ impl PretrainConfig {
             ckpt_dir: PathBuf::from("ckpt_dir"),
             ckpt_interval: 250_000,
             keep_checkpoints: 3,
+            skip_damaged_checkpoints: false,
             log_interval: 250,
             seed: 0,
             backend: BackendKind::Cpu,

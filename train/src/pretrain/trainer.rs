@@ -343,7 +343,8 @@ pub fn train_in(
 
     // Process 0 finds the checkpoint; the others get its files (no shared file system needed).
     let found = if writer {
-        state::remove_incomplete(&config.ckpt_dir).and_then(|()| state::latest(&config.ckpt_dir))
+        state::remove_incomplete(&config.ckpt_dir)
+            .and_then(|()| state::latest(&config.ckpt_dir, config.skip_damaged_checkpoints))
     } else {
         Ok(None)
     };
@@ -358,7 +359,7 @@ pub fn train_in(
         if !writer && !bytes.is_empty() {
             local_copy = tempfile::tempdir().context("cannot create a temporary directory")?;
             state::unpack(&bytes, local_copy.path())?;
-            resume = state::latest(local_copy.path())?;
+            resume = state::latest(local_copy.path(), false)?;
         }
     }
     let optimizer = build_optimizer(config.optimizer, config.weight_decay);
@@ -384,6 +385,9 @@ pub fn train_in(
             );
             let fresh = BertForPreTraining::new(&bert_config, &device);
             let (model, optimizer) = state::load(found, fresh, optimizer)?;
+            for damage in &found.skipped {
+                note(opts, format!("skipped a damaged checkpoint: {damage}"));
+            }
             note(
                 opts,
                 format!(

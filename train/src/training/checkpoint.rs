@@ -4,9 +4,12 @@
 //! `CKPT_DIR/step-00000100/` holds `model.bpk` (burnpack: the weights *and* their parameter ids,
 //! which the optimizer state is keyed by), `optimizer.bpk` (burn-optim's record) and
 //! `state.json` (step, the task's position in its data, seed, and the settings the run must
-//! keep). A checkpoint
-//! is written into a hidden temporary directory and renamed into place, so a crash at any
-//! moment leaves either the complete checkpoint or none; only then are old ones deleted.
+//! keep), and `SHA256SUMS` (each file's hash, in `sha256sum`'s format: `sha256sum -c
+//! SHA256SUMS` checks a checkpoint by hand). A checkpoint is written into a hidden temporary
+//! directory and renamed into place, so a crash at any moment leaves either the complete
+//! checkpoint or none; only then are old ones deleted. Resuming verifies the hashes: a damaged
+//! newest checkpoint is refused, naming the file and the newest intact one, or skipped with
+//! `--skip-damaged-checkpoints`.
 //!
 //! Random numbers need no saved state: the backend is reseeded from `(seed, step)` before
 //! every micro-batch and the tasks' shuffles (and pretraining's masks) are functions of
@@ -26,6 +29,7 @@ use super::precision::LossScale;
 /// 2: one loader position per data-parallel rank (pretraining's `loaders`).
 pub const STATE_VERSION: u32 = 2;
 const PREFIX: &str = "step-";
+const SUMS: &str = "SHA256SUMS";
 
 /// `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,11 +51,13 @@ pub struct TrainState {
     pub data: serde_json::Value,
 }
 
-/// A complete checkpoint found on disk.
+/// A complete, verified checkpoint found on disk.
 #[derive(Debug, Clone)]
 pub struct Found {
     pub dir: PathBuf,
     pub state: TrainState,
+    /// Newer checkpoints that were damaged and skipped, with what is wrong with each.
+    pub skipped: Vec<String>,
 }
 
 fn step_dir_name(step: u64) -> String {
@@ -84,11 +90,79 @@ pub fn list(ckpt_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-/// The newest checkpoint, with its `state.json` read.
-pub fn latest(ckpt_dir: &Path) -> Result<Option<Found>> {
-    let Some((_, dir)) = list(ckpt_dir)?.pop() else {
-        return Ok(None);
-    };
+/// The newest checkpoint whose files match their hashes, with its `state.json` read. A
+/// damaged newest checkpoint is an error that names the damage and the newest intact one,
+/// unless `skip_damaged` (then it is listed in [`Found::skipped`]).
+pub fn latest(ckpt_dir: &Path, skip_damaged: bool) -> Result<Option<Found>> {
+    let mut skipped = Vec::new();
+    for (_, dir) in list(ckpt_dir)?.into_iter().rev() {
+        match read_verified(&dir) {
+            Ok(state) => {
+                if !skipped.is_empty() && !skip_damaged {
+                    bail!(
+                        "the newest checkpoint is damaged: {}; the newest intact one is {} \
+                         (step {}): rerun with --skip-damaged-checkpoints to resume from it, or \
+                         move the damaged one away",
+                        skipped.join("; "),
+                        dir.display(),
+                        state.step
+                    );
+                }
+                return Ok(Some(Found {
+                    dir,
+                    state,
+                    skipped,
+                }));
+            }
+            Err(e) => skipped.push(format!("{e:#}")),
+        }
+    }
+    ensure!(
+        skipped.is_empty(),
+        "every checkpoint in {} is damaged ({}); give another --ckpt-dir or move them away to \
+         start over",
+        ckpt_dir.display(),
+        skipped.join("; ")
+    );
+    Ok(None)
+}
+
+/// A checkpoint's state, once every file matches `SHA256SUMS` and every file is listed there.
+fn read_verified(dir: &Path) -> Result<TrainState> {
+    let sums_path = dir.join(SUMS);
+    let sums = fs::read_to_string(&sums_path).with_context(|| {
+        format!(
+            "{} has no readable {SUMS} (damaged, or written before checkpoints carried hashes)",
+            dir.display()
+        )
+    })?;
+    let mut listed = Vec::new();
+    for line in sums.lines() {
+        let Some((hash, name)) = line.split_once("  ") else {
+            bail!("{} has a malformed line {line:?}", sums_path.display());
+        };
+        ensure!(
+            !name.contains(['/', '\\']) && name != ".." && name != ".",
+            "{} names a file outside its checkpoint: {name:?}",
+            sums_path.display()
+        );
+        let path = dir.join(name);
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let actual = bert_core::sha256_hex(&bytes);
+        ensure!(
+            actual == hash,
+            "{} is damaged (sha256 {actual}, {SUMS} says {hash})",
+            path.display()
+        );
+        listed.push(name.to_string());
+    }
+    for required in ["model.bpk", "optimizer.bpk", "state.json"] {
+        ensure!(
+            listed.iter().any(|n| n == required),
+            "{} does not list {required}",
+            sums_path.display()
+        );
+    }
     let path = dir.join("state.json");
     let text =
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -100,7 +174,20 @@ pub fn latest(ckpt_dir: &Path) -> Result<Option<Found>> {
         path.display(),
         state.format_version
     );
-    Ok(Some(Found { dir, state }))
+    Ok(state)
+}
+
+/// Writes `SHA256SUMS` for `files` in `dir` (read back from disk: the hash is of what landed).
+fn write_sums(dir: &Path, files: &[&str]) -> Result<()> {
+    let mut sums = String::new();
+    for name in files {
+        let path = dir.join(name);
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        sums.push_str(&format!("{}  {name}\n", bert_core::sha256_hex(&bytes)));
+    }
+    let path = dir.join(SUMS);
+    fs::write(&path, sums).with_context(|| format!("cannot write {}", path.display()))?;
+    sync_file(&path)
 }
 
 /// A checkpoint directory's files as one byte string (name length, name, size, bytes, per
@@ -214,6 +301,7 @@ pub fn save<M: ModuleSnapshot>(
     fs::write(&state_path, serde_json::to_vec_pretty(state)?)
         .with_context(|| format!("cannot write {}", state_path.display()))?;
     sync_file(&state_path)?;
+    write_sums(tmp.path(), &["model.bpk", "optimizer.bpk", "state.json"])?;
 
     let final_dir = ckpt_dir.join(step_dir_name(state.step));
     if final_dir.exists() {
@@ -299,9 +387,8 @@ pub fn differing_keys(saved: &serde_json::Value, now: &serde_json::Value) -> Vec
     let (Some(saved), Some(now)) = (saved.as_object(), now.as_object()) else {
         return vec!["(all)".into()];
     };
-    let mut keys: Vec<String> = saved
-        .keys()
-        .chain(now.keys())
+    let keys: std::collections::BTreeSet<&String> = saved.keys().chain(now.keys()).collect();
+    keys.into_iter()
         .filter(|k| saved.get(*k) != now.get(*k))
         .map(|k| {
             format!(
@@ -310,7 +397,5 @@ pub fn differing_keys(saved: &serde_json::Value, now: &serde_json::Value) -> Vec
                 now.get(k).unwrap_or(&serde_json::Value::Null)
             )
         })
-        .collect();
-    keys.dedup();
-    keys
+        .collect()
 }

@@ -82,6 +82,8 @@ pub struct EpochSettings {
     /// Also checkpoint every N steps within an epoch (0: at epoch ends only).
     pub ckpt_interval: u64,
     pub keep_checkpoints: usize,
+    /// Resume from the newest intact checkpoint, skipping damaged newer ones.
+    pub skip_damaged_checkpoints: bool,
     /// The settings and the data a checkpoint must share with this run to continue it.
     pub fingerprint: Value,
     pub data: Value,
@@ -156,7 +158,7 @@ pub fn run_epochs<T: EpochTask>(
     );
     let ckpt_dir = settings.output_dir.join("checkpoints");
     checkpoint::remove_incomplete(&ckpt_dir)?;
-    let resume = checkpoint::latest(&ckpt_dir)?;
+    let resume = checkpoint::latest(&ckpt_dir, settings.skip_damaged_checkpoints)?;
     let (model, mut optimizer, mut at, mut loss_scale, mut step) = match &resume {
         Some(found) => {
             check_same_run(found, &settings.fingerprint, &settings.data)?;
@@ -164,6 +166,9 @@ pub fn run_epochs<T: EpochTask>(
             let at: Position = serde_json::from_value(found.state.position.clone().into())
                 .with_context(|| format!("{} has no fine-tuning position", found.dir.display()))?;
             task.restore(at.task.clone())?;
+            for damage in &found.skipped {
+                note(settings, format!("skipped a damaged checkpoint: {damage}"));
+            }
             note(
                 settings,
                 format!(

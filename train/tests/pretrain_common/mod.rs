@@ -45,6 +45,7 @@ pub fn build_shards(
         overwrite: false,
         threads: Some(1),
         progress: false,
+        cancel: None,
     };
     build(&config, &[corpus.display().to_string()], &options).expect("build test shards");
     out

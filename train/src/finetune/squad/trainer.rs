@@ -58,6 +58,8 @@ pub struct SquadConfig {
     pub ckpt_interval: u64,
     /// Checkpoints kept in OUTPUT_DIR/checkpoints.
     pub keep_checkpoints: usize,
+    /// Resume from the newest intact checkpoint, skipping damaged newer ones.
+    pub skip_damaged_checkpoints: bool,
     pub optimizer: OptimizerKind,
     pub seed: u64,
     pub log_interval: usize,
@@ -317,6 +319,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
             output_dir: config.output_dir.clone(),
             ckpt_interval: config.ckpt_interval,
             keep_checkpoints: config.keep_checkpoints,
+            skip_damaged_checkpoints: config.skip_damaged_checkpoints,
             fingerprint: config.trajectory_fingerprint(),
             data: serde_json::json!({
                 "train_file": train_file,
