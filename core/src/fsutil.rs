@@ -34,6 +34,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     rename(&tmp, path)
 }
 
+/// Fails early — before the work whose result goes to `path` — when `path` could not be
+/// written: a directory, or in a directory that is missing or read-only.
+pub fn check_writable(path: &Path) -> Result<()> {
+    anyhow::ensure!(
+        !path.is_dir(),
+        "{} is a directory: give a file name",
+        path.display()
+    );
+    let tmp = temp_path(path);
+    File::create(&tmp).with_context(|| format!("cannot write {}", path.display()))?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(())
+}
+
 pub fn rename(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(from, to)
         .with_context(|| format!("cannot rename {} to {}", from.display(), to.display()))

@@ -4,12 +4,18 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The workspace root.
+/// The workspace root: the nearest directory with `Cargo.lock` above the tested crate.
+/// `cargo test` gives the tested crate's directory at run time; that is preferred to this
+/// crate's compile-time directory, which a build reused from another checkout (one shared
+/// target directory) would still point at.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start
         .ancestors()
-        .nth(2)
-        .expect("tests/support sits two levels below the workspace root")
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .expect("the tests run inside the workspace")
         .to_path_buf()
 }
 

@@ -279,8 +279,35 @@ fn bad_inputs_are_clear_errors_not_panics() {
     );
     expect_error(
         &bert_embed(&["--model", &model, "--format", "npy", "--sentences", "x"]),
-        &["--output"],
+        &["--format npy writes binary data", "--output"],
     );
+    // An output that cannot be written is refused before any work, leaving nothing behind.
+    let missing_dir = path("no-such-dir/out.npy");
+    let cases = [
+        (&missing_dir, vec!["cannot write", "no-such-dir/out.npy"]),
+        (&path(""), vec!["is a directory: give a file name"]),
+    ];
+    for (output, needles) in cases {
+        expect_error(
+            &bert_embed(&[
+                "--model",
+                &model,
+                "--format",
+                "npy",
+                "--output",
+                output,
+                "--sentences",
+                "x",
+            ]),
+            &needles,
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     expect_error(
         &bert_embed(&["--model", &model, "--backend", "tpu", "--sentences", "x"]),
         &["unknown backend"],
@@ -315,6 +342,29 @@ fn bad_inputs_are_clear_errors_not_panics() {
             "missing tensor encoder.layer.6.attention.self.query.weight",
             "missing tensor encoder.layer.6.output.LayerNorm.bias",
         ],
+    );
+
+    // NaN in the weights (a diverged run's, say): named, tensor by tensor, not NaN vectors.
+    let nan = dir.path().join("nan-model");
+    std::fs::create_dir(&nan).unwrap();
+    for f in ["config.json", "tokenizer.json", "vocab.txt"] {
+        link_or_copy(&src.join(f), &nan.join(f));
+    }
+    let mut weights = std::fs::read(src.join("model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&weights[8..8 + header_len]).unwrap();
+    let name = "embeddings.LayerNorm.weight";
+    let entry = header
+        .get(name)
+        .or_else(|| header.get(format!("bert.{name}")))
+        .expect("MiniLM has the embeddings' LayerNorm");
+    assert_eq!(entry["dtype"], "F32");
+    let start = 8 + header_len + entry["data_offsets"][0].as_u64().unwrap() as usize;
+    weights[start + 12..start + 16].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(nan.join("model.safetensors"), weights).unwrap();
+    expect_error(
+        &bert_embed(&["--model", nan.to_str().unwrap(), "--sentences", "x"]),
+        &[name, "1 of 384 values are NaN or infinite", "flat index 3"],
     );
 }
 

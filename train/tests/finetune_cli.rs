@@ -164,6 +164,23 @@ fn rte_fine_tuning_learns_keeps_the_best_epoch_and_reloads_it() {
         submission
     );
 
+    // Inference into the training run's directory would replace its metrics: refused
+    // without --overwrite, naming what is there.
+    let into_out = |extra: &[&str]| {
+        let mut flags = vec!["--only-inference", "--max-len", "48"];
+        flags.extend(extra);
+        classifier("RTE", &data, &s(&best), &out, &flags)
+    };
+    expect_error(
+        &into_out(&[]),
+        &[
+            "is not empty (RTE.tsv, best, checkpoints, ...)",
+            "--overwrite",
+        ],
+    );
+    ok(into_out(&["--overwrite"]));
+    assert_eq!(metrics_rows(&out)[0]["dev"][0], *dev);
+
     // A head for two labels does not fit MNLI's three.
     let mnli = fixture("glue/MNLI");
     let out = classifier(

@@ -298,6 +298,30 @@ pub fn load_bert_for_question_answering(
     Ok((model, report))
 }
 
+/// NaN or infinity in a float tensor (a diverged run's weights, a damaged file): said, with
+/// where, instead of silently giving `NaN` vectors.
+fn non_finite(tensor: &PackTensor) -> Option<String> {
+    if !matches!(
+        tensor.dtype,
+        DType::F64 | DType::F32 | DType::F16 | DType::BF16
+    ) {
+        return None;
+    }
+    let data = match burn::store::bridge::to_data(tensor) {
+        Ok(data) => data.convert::<f32>(),
+        Err(e) => return Some(alloc::format!("unreadable data: {e}")),
+    };
+    let values = data.as_slice::<f32>().ok()?;
+    let count = values.iter().filter(|v| !v.is_finite()).count();
+    let first = values.iter().position(|v| !v.is_finite())?;
+    Some(alloc::format!(
+        "{count} of {} values are NaN or infinite (the first, {}, at flat index {first}): the \
+         weights are damaged or come from a diverged run",
+        values.len(),
+        values[first]
+    ))
+}
+
 /// Rename, apply, and collect every problem into one error.
 fn apply_hf_tensors<M: ModuleSnapshot>(
     module: &mut M,
@@ -306,12 +330,19 @@ fn apply_hf_tensors<M: ModuleSnapshot>(
     layout: Layout,
 ) -> Result<LoadReport, BertError> {
     let mut report = LoadReport::default();
+    let mut problems = Vec::new();
     let mut hf_name_of: BTreeMap<String, String> = BTreeMap::new();
     let mut tensors = Vec::with_capacity(weights.tensors.len());
     for (key, tensor) in &weights.tensors {
         match hf_to_burn(key, layout) {
             KeyAction::Ignore(why) => report.ignored.push((key.clone(), why)),
             KeyAction::Load(path) => {
+                if let Some(message) = non_finite(tensor) {
+                    problems.push(TensorProblem::Other {
+                        name: key.clone(),
+                        message,
+                    });
+                }
                 let mut tensor = tensor.clone();
                 tensor.name = path.clone();
                 hf_name_of.insert(path, key.clone());
@@ -332,11 +363,12 @@ fn apply_hf_tensors<M: ModuleSnapshot>(
             .cloned()
             .unwrap_or_else(|| burn_path_to_hf_name(path))
     };
-    let mut problems: Vec<TensorProblem> = result
-        .missing
-        .iter()
-        .map(|(path, _)| TensorProblem::Missing(burn_path_to_hf_name(path)))
-        .collect();
+    problems.extend(
+        result
+            .missing
+            .iter()
+            .map(|(path, _)| TensorProblem::Missing(burn_path_to_hf_name(path))),
+    );
     for error in &result.errors {
         problems.push(match error {
             ApplyError::ShapeMismatch {

@@ -121,9 +121,15 @@ fn run(args: Args) -> Result<()> {
     };
     if matches!(args.format, Format::Npy | Format::Arrow) && args.output.is_none() {
         bail!(
-            "--format {:?} writes binary data: give --output PATH",
+            "--format {} writes binary data: give --output PATH",
             args.format
+                .to_possible_value()
+                .expect("no variant is skipped")
+                .get_name()
         );
+    }
+    if let Some(path) = &args.output {
+        bert_core::fsutil::check_writable(path)?;
     }
     let backend: BackendKind = args.backend.parse()?;
     let device = backend.device()?;
@@ -166,6 +172,16 @@ fn run(args: Args) -> Result<()> {
         .with_token_embeddings(with_tokens);
 
     let rows = embedder.embed(&sentences)?;
+    if let Some(i) = rows
+        .iter()
+        .position(|r| r.sentence_embedding.iter().any(|v| !v.is_finite()))
+    {
+        bail!(
+            "sentence {} came out with NaN or infinite values: the model's numbers overflow \
+             (try --backend cpu, or check the weights)",
+            i + 1
+        );
+    }
 
     let truncated: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].truncated).collect();
     if let Some(first) = truncated.first() {

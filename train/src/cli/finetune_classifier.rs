@@ -115,6 +115,11 @@ pub struct FinetuneClassifierArgs {
     /// Where metrics.jsonl, best/ and the test predictions go.
     #[arg(long, alias = "output_dir", default_value = "./output_dir")]
     pub output_dir: PathBuf,
+    /// Replace what the output directory holds (a finished run's model and predictions, old
+    /// checkpoints: the run starts over). Without it a non-empty directory is refused, unless
+    /// it holds checkpoints to resume.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Load a fine-tuned --model directory, evaluate dev and predict test; no training.
     #[arg(long, alias = "only_inference")]
     pub only_inference: bool,
@@ -164,6 +169,7 @@ pub fn run(args: FinetuneClassifierArgs) -> Result<()> {
     config.seed = args.seed;
     config.log_interval = args.log_interval;
     config.output_dir = args.output_dir;
+    config.overwrite = args.overwrite;
     config.only_inference = args.only_inference;
     config.max_train_examples = args.max_train_examples;
     config.backend = args.backend.parse::<BackendKind>()?;

@@ -128,6 +128,11 @@ pub struct FinetuneSquadArgs {
     pub skip_damaged_checkpoints: bool,
     #[arg(long, alias = "output_dir", default_value = "./output_dir")]
     pub output_dir: PathBuf,
+    /// Replace what the output directory holds (a finished run's model and predictions, old
+    /// checkpoints: the run starts over). Without it a non-empty directory is refused, unless
+    /// it holds checkpoints to resume.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Where to run: auto (a hardware GPU where wgpu finds one, else the CPU; says which), cpu
     /// (burn flex), wgpu (GPU, or Mesa lavapipe), vulkan (native Vulkan, SPIR-V kernels), cuda
     /// (if built with it).
@@ -184,6 +189,7 @@ pub fn run(args: FinetuneSquadArgs) -> Result<()> {
         seed: args.seed,
         log_interval: args.log_interval,
         output_dir: args.output_dir,
+        overwrite: args.overwrite,
         backend: args.backend.parse::<BackendKind>()?,
         dtype,
         print: true,

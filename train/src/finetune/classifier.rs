@@ -23,7 +23,7 @@ use super::features::{ClassifierBatch, Feature, Padding, check_vocab, featurize,
 use super::model_io::{Head, ModelFiles, Origin, classifier};
 use crate::tasks::glue::{Example, Split, Task, read_examples};
 use crate::training::Precision;
-use crate::training::epochs::{EpochEnd, EpochSettings, EpochTask, run_epochs};
+use crate::training::epochs::{EpochEnd, EpochSettings, EpochTask, prepare_output_dir, run_epochs};
 use crate::training::optim::build_optimizer_with_epsilon;
 use crate::training::precision::{check_device, compute_model, to_f32};
 use crate::training::step::{MeanLoss, RankWork, StepOutcome, StepSettings};
@@ -343,7 +343,7 @@ impl EpochTask for ClassifierTask<'_> {
         fields.insert("dev".into(), json!(scores));
         fields.insert("best".into(), json!(improved));
         let line = format!(
-            "; dev {}{}",
+            "; {}{}",
             scores_line(&scores),
             if improved { " (best so far)" } else { "" }
         );
@@ -421,6 +421,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
         multiple: config.pad_multiple(),
         max_len: config.max_len,
     };
+    prepare_output_dir(&config.output_dir, config.overwrite, !config.only_inference)?;
     std::fs::create_dir_all(&config.output_dir)
         .with_context(|| format!("cannot create {}", config.output_dir.display()))?;
 
@@ -444,7 +445,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
 
     if config.only_inference {
         let scores = evaluate_dev(config, &model, &dev, pad)?;
-        note(config, format!("dev {}", scores_line(&scores)));
+        note(config, scores_line(&scores));
         write_metrics(
             &config.output_dir.join("metrics.jsonl"),
             &[json!({ "only_inference": true, "dtype": config.dtype, "dev": scores })],

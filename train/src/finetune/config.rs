@@ -39,6 +39,8 @@ pub struct ClassifierConfig {
     pub output_dir: PathBuf,
     /// Load a fine-tuned directory, evaluate dev and predict test; no training.
     pub only_inference: bool,
+    /// Replace what `output_dir` holds (a finished run's outputs, old checkpoints).
+    pub overwrite: bool,
     pub backend: BackendKind,
     /// `--dtype`: the precision of forward and backward (and of evaluation); the weights, the
     /// optimizer and the saved model stay float32.
@@ -82,6 +84,7 @@ impl ClassifierConfig {
             log_interval: 10,
             output_dir: PathBuf::from("./output_dir"),
             only_inference: false,
+            overwrite: false,
             backend: BackendKind::Cpu,
             dtype: Precision::Float32,
             max_train_examples: None,

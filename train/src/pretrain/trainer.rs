@@ -378,10 +378,12 @@ pub fn train_in(
             }
             ensure!(
                 found.state.data == data,
-                "{} was trained on other shards ({}), not {}; give another --ckpt-dir",
+                "{} was trained on other shards than {}: the checkpoint's data is {}, these \
+                 shards are {}; give another --ckpt-dir",
                 found.dir.display(),
+                config.shards.display(),
                 found.state.data,
-                config.shards.display()
+                data
             );
             let fresh = BertForPreTraining::new(&bert_config, &device);
             let (model, optimizer) = state::load(found, fresh, optimizer)?;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 /// Which split of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,6 +259,11 @@ fn parse_label(task: Task, field: &str) -> Result<Label> {
         let score: f32 = field
             .parse()
             .with_context(|| format!("score `{field}` is not a number"))?;
+        // Rust parses "NaN" and "inf": a loss would turn non-finite, blamed on the lr.
+        ensure!(
+            score.is_finite(),
+            "score `{field}` is not a finite number (NaN or infinite)"
+        );
         return Ok(Label::Score(score));
     }
     task.labels()
@@ -379,6 +384,21 @@ mod tests {
         );
         assert!(
             err.contains(":2") && err.contains("maybe") && err.contains("not_entailment"),
+            "{err}"
+        );
+        // A NaN score (Rust's float parser accepts "NaN"): named with file and line.
+        let sts = std::fs::read_to_string(self::dir(Task::Stsb).join("dev.tsv")).unwrap();
+        let mut lines = sts.lines();
+        let header = lines.next().unwrap();
+        let row = lines.next().unwrap();
+        let row = format!("{}\tNaN", row.rsplit_once('\t').unwrap().0);
+        std::fs::write(&tmp, format!("{header}\n{row}\n")).unwrap();
+        let err = format!(
+            "{:#}",
+            read_examples(Task::Stsb, &tmp, Split::Dev).unwrap_err()
+        );
+        assert!(
+            err.contains(":2") && err.contains("not a finite number"),
             "{err}"
         );
         let err = "GLUE-X".parse::<Task>().unwrap_err().to_string();

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
@@ -142,6 +142,48 @@ struct Position {
     skipped_steps: u64,
     /// The task's own (`EpochTask::state`).
     task: Value,
+}
+
+/// Makes sure a fine-tuning run may write into `dir`: new or empty, or — for a training run
+/// (`resumable`) — holding checkpoints to resume (the same command after a kill: the resume
+/// itself checks it is the same run). Anything else — a finished run's `best/`, predictions —
+/// is only replaced with `overwrite`, which also drops the old checkpoints so the run starts
+/// over.
+pub fn prepare_output_dir(dir: &Path, overwrite: bool, resumable: bool) -> Result<()> {
+    let checkpoints = dir.join("checkpoints");
+    if overwrite {
+        if checkpoints.exists() {
+            std::fs::remove_dir_all(&checkpoints)
+                .with_context(|| format!("cannot remove {}", checkpoints.display()))?;
+        }
+        return Ok(());
+    }
+    if resumable && !checkpoint::list(&checkpoints)?.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => return Ok(()),
+    };
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    bail!(
+        "output directory {} is not empty ({}{}){}; pass --overwrite to replace it, or give \
+         another --output-dir",
+        dir.display(),
+        names.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+        if names.len() > 3 { ", ..." } else { "" },
+        if resumable {
+            " and holds no checkpoint to resume"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Train `model` with `optimizer` as `settings` say, continuing from the newest checkpoint in
@@ -378,9 +420,11 @@ fn check_same_run(found: &Found, settings: &Value, data: &Value) -> Result<()> {
     );
     ensure!(
         &found.state.data == data,
-        "{} was fine-tuned on other data ({}); give another --output-dir",
+        "{} was fine-tuned on other data (then {}, now {}); give another --output-dir, or \
+         --overwrite to start over",
         found.dir.display(),
-        found.state.data
+        found.state.data,
+        data
     );
     Ok(())
 }

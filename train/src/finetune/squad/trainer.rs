@@ -16,7 +16,7 @@ use super::features::{SquadFeature, WindowParams, features_tokenizer, squad_feat
 use super::postprocess::{AnswerParams, Answers, best_answers, ordered_json};
 use crate::finetune::model_io::{Head, ModelFiles};
 use crate::tasks::squad_eval::{evaluate_v1, evaluate_v2};
-use crate::training::epochs::{EpochEnd, EpochSettings, EpochTask, run_epochs};
+use crate::training::epochs::{EpochEnd, EpochSettings, EpochTask, prepare_output_dir, run_epochs};
 use crate::training::optim::build_optimizer_with_epsilon;
 use crate::training::precision::{check_device, compute_model, to_f32};
 use crate::training::{OptimizerKind, Precision};
@@ -64,6 +64,8 @@ pub struct SquadConfig {
     pub seed: u64,
     pub log_interval: usize,
     pub output_dir: PathBuf,
+    /// Replace what `output_dir` holds (a finished run's outputs, old checkpoints).
+    pub overwrite: bool,
     pub backend: BackendKind,
     /// `--dtype`: the precision of forward, backward and prediction (weights stay float32).
     pub dtype: Precision,
@@ -274,6 +276,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
             BertForQuestionAnswering::with_encoder(encoder, bert_config, &device)
         }
     };
+    prepare_output_dir(&config.output_dir, config.overwrite, training)?;
     std::fs::create_dir_all(&config.output_dir)
         .with_context(|| format!("cannot create {}", config.output_dir.display()))?;
 
