@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -150,7 +151,12 @@ fn worker_from_launcher() -> Result<(usize, usize)> {
             rank < size,
             "--worker auto: {rank_var}={rank} is not below {size_var}={size}"
         );
-        eprintln!("--worker auto: worker {rank}/{size} from {launcher} ({rank_var}, {size_var})");
+        // One write: under mpirun the workers share a stderr, and eprintln! may write a
+        // formatted line in pieces that interleave with the others'.
+        let line = format!(
+            "--worker auto: worker {rank}/{size} from {launcher} ({rank_var}, {size_var})\n"
+        );
+        std::io::stderr().write_all(line.as_bytes())?;
         return Ok((rank, size));
     }
     anyhow::bail!(
