@@ -219,7 +219,7 @@ fn run(
     }
     bar.finish_and_clear();
 
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: manifest::FORMAT_NAME.into(),
         format_version: manifest::FORMAT_VERSION,
         created_by: format!("bert-pipeline {}", env!("CARGO_PKG_VERSION")),

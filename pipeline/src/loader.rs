@@ -33,6 +33,41 @@ pub struct LoaderConfig {
     pub dynamic_masking: Option<DynamicMasking>,
     /// Batches read ahead by the background thread.
     pub prefetch: usize,
+    /// How far batches are padded beyond their longest row.
+    pub shape: BatchShape,
+}
+
+/// Padding beyond what a batch needs. GPU backends compile (and tune) kernels for every new
+/// tensor shape, so there a few fixed shapes run sooner than exact ones; on the CPU exact
+/// shapes are fastest. Padding is masked: it changes no loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchShape {
+    /// Sequence length rounded up to a multiple of this (1: the longest row), never past the
+    /// shards' `max_seq_length`.
+    pub multiple: usize,
+    /// At least this many prediction slots per row (1: as many as the fullest row has).
+    pub min_predictions: usize,
+}
+
+impl BatchShape {
+    /// Each batch as long as its longest row, with as many prediction slots as it needs.
+    pub const EXACT: Self = Self {
+        multiple: 1,
+        min_predictions: 1,
+    };
+
+    /// Lengths padded to multiples of `multiple`; past 1, also every row to
+    /// `max_predictions` slots (the shards' `max_predictions_per_seq`), so that a GPU sees only
+    /// a handful of shapes.
+    pub fn padded(multiple: usize, max_predictions: usize) -> Self {
+        if multiple <= 1 {
+            return Self::EXACT;
+        }
+        Self {
+            multiple,
+            min_predictions: max_predictions,
+        }
+    }
 }
 
 /// What re-masking needs: the masking flags and the vocabulary's special ids.
@@ -85,15 +120,24 @@ impl Batch {
     }
 }
 
-/// Pads rows into a [`Batch`].
-pub fn collate(rows: &[Instance], pad_id: u32, position_after: LoaderPosition) -> Batch {
-    let seq_len = rows.iter().map(Instance::valid_length).max().unwrap_or(0);
+/// Pads rows into a [`Batch`] of `shape` (lengths capped at `max_seq_length`).
+pub fn collate(
+    rows: &[Instance],
+    pad_id: u32,
+    shape: BatchShape,
+    max_seq_length: usize,
+    position_after: LoaderPosition,
+) -> Batch {
+    let longest = rows.iter().map(Instance::valid_length).max().unwrap_or(0);
+    let seq_len = longest
+        .next_multiple_of(shape.multiple.max(1))
+        .min(max_seq_length.max(longest));
     let max_predictions = rows
         .iter()
         .map(|r| r.masked_lm_positions.len())
         .max()
         .unwrap_or(0)
-        .max(1);
+        .max(shape.min_predictions.max(1));
     let n = rows.len();
     let mut b = Batch {
         rows: n,
@@ -211,6 +255,7 @@ impl BatchLoader {
             .name("batch-loader".into())
             .spawn(move || {
                 let pad_id = set.manifest().vocab.pad_id;
+                let max_seq_length = set.manifest().config.max_seq_length;
                 let mut pos = position;
                 loop {
                     let order = shard_order(&set, &config, pos.epoch);
@@ -233,7 +278,8 @@ impl BatchLoader {
                                 ..pos
                             }
                         };
-                        if tx.send(Ok(collate(rows, pad_id, after))).is_err() {
+                        let batch = collate(rows, pad_id, config.shape, max_seq_length, after);
+                        if tx.send(Ok(batch)).is_err() {
                             return; // The trainer stopped.
                         }
                     }
@@ -327,6 +373,7 @@ mod tests {
             world,
             dynamic_masking: None,
             prefetch: 2,
+            shape: BatchShape::EXACT,
         }
     }
 
@@ -348,7 +395,18 @@ mod tests {
                 next_sentence_label: 0,
             },
         ];
-        let b = collate(&rows, 0, LoaderPosition::default());
+        // Padded for a GPU: lengths to multiples of 4 (capped at 6), 3 prediction slots.
+        let gpu = BatchShape {
+            multiple: 4,
+            min_predictions: 3,
+        };
+        let b = collate(&rows, 0, gpu, 6, LoaderPosition::default());
+        assert_eq!((b.seq_len, b.max_predictions), (6, 3));
+        assert_eq!(b.attention_mask, [1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0]);
+        assert_eq!(b.masked_weights, [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(b.tokens(), 8);
+
+        let b = collate(&rows, 0, BatchShape::EXACT, 6, LoaderPosition::default());
         assert_eq!((b.rows, b.seq_len, b.max_predictions), (2, 5, 1));
         assert_eq!(b.input_ids, [101, 5, 102, 6, 102, 101, 5, 102, 0, 0]);
         assert_eq!(b.attention_mask, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);

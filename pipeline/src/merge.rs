@@ -137,7 +137,6 @@ pub fn merge(inputs: &[PathBuf], output: Option<&Path>) -> Result<(PathBuf, Mani
         );
     }
     merged.config.worker_index = 0;
-    merged.checksum = None;
     merged.validate()?;
     merged
         .shards

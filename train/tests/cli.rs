@@ -89,6 +89,34 @@ fn json_sentence_vectors_equal_sentence_transformers() {
 }
 
 #[test]
+fn file_dash_reads_standard_input() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bert-embed"))
+        .args(["--model", &minilm(), "--no-token-embeddings", "--file", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"A cat sat.\n\nDogs bark.\n")
+        .unwrap();
+    let piped = json_rows(&child.wait_with_output().unwrap());
+    let given = json_rows(&bert_embed(&[
+        "--model",
+        &minilm(),
+        "--no-token-embeddings",
+        "--sentences",
+        "A cat sat.",
+        "Dogs bark.",
+    ]));
+    assert_eq!(piped, given);
+}
+
+#[test]
 fn defaults_come_from_the_sentence_transformers_files() {
     let model = minilm();
     let rows = json_rows(&bert_embed(&[

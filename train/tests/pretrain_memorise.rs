@@ -61,7 +61,7 @@ fn tiny_bert_memorises_256_instances() {
     )
     .unwrap();
 
-    let result = evaluate(&summary.model, &shards, 64).unwrap();
+    let result = evaluate(&summary.model, &shards, 64, 1).unwrap();
     eprintln!("training-set evaluation: {result:?}");
     assert!(
         (220..=300).contains(&result.sequences),

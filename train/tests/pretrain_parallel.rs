@@ -7,7 +7,7 @@
 use bert_model::BackendKind;
 use bert_model::modules::{BertConfig, BertForPreTraining};
 use bert_pipeline::Instance;
-use bert_pipeline::loader::{LoaderPosition, collate};
+use bert_pipeline::loader::{BatchShape, LoaderPosition, collate};
 use bert_train::pretrain::loss::BatchTensors;
 use bert_train::pretrain::step::train_step;
 use bert_train::pretrain::{RunOptions, train};
@@ -53,7 +53,13 @@ fn instances() -> Vec<Instance> {
 }
 
 fn tensors(rows: &[Instance], device: &Device) -> BatchTensors {
-    let batch = collate(rows, 0, LoaderPosition::default());
+    let batch = collate(
+        rows,
+        0,
+        BatchShape::EXACT,
+        usize::MAX,
+        LoaderPosition::default(),
+    );
     BatchTensors::from_batch(&batch, VOCAB, device).unwrap()
 }
 

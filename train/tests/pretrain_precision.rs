@@ -5,7 +5,7 @@
 
 use bert_model::modules::{BertConfig, BertForPreTraining};
 use bert_pipeline::Instance;
-use bert_pipeline::loader::{LoaderPosition, collate};
+use bert_pipeline::loader::{BatchShape, LoaderPosition, collate};
 use bert_train::pretrain::loss::BatchTensors;
 use bert_train::pretrain::step::{single, train_step};
 use bert_train::pretrain::{RunOptions, train};
@@ -15,10 +15,14 @@ use bert_train::training::{OptimizerKind, Precision};
 use burn::module::Module;
 use burn::prelude::*;
 
-fn last_losses(dtype: Precision, dir: &std::path::Path) -> (f64, f64, serde_json::Value) {
+fn last_losses(
+    dtype: Precision,
+    pad: usize,
+    dir: &std::path::Path,
+) -> (f64, f64, serde_json::Value) {
     let shards = dir.join("shards");
     let model = dir.join("model");
-    let ckpt = dir.join(format!("ckpt-{dtype}"));
+    let ckpt = dir.join(format!("ckpt-{dtype}-{pad}"));
     let mut config = crate::pretrain_common::cpu_config(&shards, &model, &ckpt);
     // Two micro-batches of 4 per step: each needs its own cast of the weights (a backward
     // consumes the graph, casts included).
@@ -28,6 +32,7 @@ fn last_losses(dtype: Precision, dir: &std::path::Path) -> (f64, f64, serde_json
     config.lr = 1e-3;
     config.ckpt_interval = 8;
     config.dtype = dtype;
+    config.pad_to_multiple_of = Some(pad);
     let quiet = RunOptions {
         stop_after: None,
         print: false,
@@ -48,10 +53,10 @@ fn half_precision_runs_follow_the_float32_run() {
     crate::pretrain_common::build_shards(dir.path(), 20_000, 64, 1000);
     crate::pretrain_common::tiny_model_dir(dir.path(), 32, 2, 2, 0.0, 64);
 
-    let (mlm32, nsp32, state32) = last_losses(Precision::Float32, dir.path());
+    let (mlm32, nsp32, state32) = last_losses(Precision::Float32, 1, dir.path());
     assert!(state32.get("loss_scale").is_none(), "{state32}");
     for dtype in [Precision::Float16, Precision::BFloat16] {
-        let (mlm, nsp, state) = last_losses(dtype, dir.path());
+        let (mlm, nsp, state) = last_losses(dtype, 1, dir.path());
         eprintln!("{dtype}: mlm {mlm:.5} (float32 {mlm32:.5}), nsp {nsp:.5} (float32 {nsp32:.5})");
         // float16 rounds to ~1e-3, bfloat16 to ~8e-3 per operation.
         assert!(
@@ -70,6 +75,26 @@ fn half_precision_runs_follow_the_float32_run() {
     }
 }
 
+/// What GPU backends do by default (`--pad-to-multiple-of 32`: lengths rounded up, every row
+/// with `max_predictions_per_seq` prediction slots) is masked padding: same losses.
+#[test]
+fn batches_padded_to_fixed_shapes_give_the_same_losses() {
+    let _turn = crate::common::rng_turn();
+    let dir = tempfile::tempdir().unwrap();
+    crate::pretrain_common::build_shards(dir.path(), 20_000, 64, 1000);
+    crate::pretrain_common::tiny_model_dir(dir.path(), 32, 2, 2, 0.0, 64);
+    let (mlm, nsp, _) = last_losses(Precision::Float32, 1, dir.path());
+    let (mlm_padded, nsp_padded, _) = last_losses(Precision::Float32, 32, dir.path());
+    assert!(
+        (mlm - mlm_padded).abs() / mlm < 1e-4,
+        "{mlm} vs {mlm_padded}"
+    );
+    assert!(
+        (nsp - nsp_padded).abs() / nsp < 1e-4,
+        "{nsp} vs {nsp_padded}"
+    );
+}
+
 #[test]
 fn an_overflowing_float16_step_is_skipped() {
     let _turn = crate::common::rng_turn();
@@ -85,7 +110,13 @@ fn an_overflowing_float16_step_is_skipped() {
         masked_lm_ids: vec![7],
         next_sentence_label: 0,
     };
-    let batch = collate(&[row], 0, LoaderPosition::default());
+    let batch = collate(
+        &[row],
+        0,
+        BatchShape::EXACT,
+        usize::MAX,
+        LoaderPosition::default(),
+    );
     let tensors = BatchTensors::from_batch(&batch, 40, &device).unwrap();
     let before = model
         .cls

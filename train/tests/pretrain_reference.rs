@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use bert_model::checkpoint::load_pretraining_dir;
 use bert_pipeline::Instance;
-use bert_pipeline::loader::{LoaderPosition, collate};
+use bert_pipeline::loader::{BatchShape, LoaderPosition, collate};
 use bert_train::pretrain::loss::{BatchStats, BatchTensors, pretraining_losses};
 use bert_train::pretrain::step::{single, train_step};
 use bert_train::training::OptimizerKind;
@@ -67,7 +67,13 @@ fn compare_with_pytorch(kind: OptimizerKind, name: &str) {
         })
         .collect();
     let pad_id = reference["pad_id"].as_u64().unwrap() as u32;
-    let batch = collate(&rows, pad_id, LoaderPosition::default());
+    let batch = collate(
+        &rows,
+        pad_id,
+        BatchShape::EXACT,
+        usize::MAX,
+        LoaderPosition::default(),
+    );
     // One row has fewer masked tokens than the others: its padding prediction must not count.
     assert!(batch.masked_weights.contains(&0.0));
     let tensors = BatchTensors::from_batch(&batch, config.vocab_size, &device).unwrap();

@@ -143,12 +143,11 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Writes atomically (a temp file renamed into place, so a reader never sees half of
-    /// it), with a fresh checksum.
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let mut sealed = self.clone();
-        sealed.checksum = Some(self.compute_checksum()?);
-        let json = serde_json::to_string_pretty(&sealed)?;
+    /// Seals the manifest with a fresh checksum and writes it atomically (a temp file renamed
+    /// into place, so a reader never sees half of it).
+    pub fn write(&mut self, path: &Path) -> Result<()> {
+        self.checksum = Some(self.compute_checksum()?);
+        let json = serde_json::to_string_pretty(self)?;
         bert_core::fsutil::write_atomic(path, json.as_bytes())
     }
 

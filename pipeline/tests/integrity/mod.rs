@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use bert_pipeline::ShardSet;
+use bert_pipeline::loader::{BatchLoader, BatchShape, LoaderConfig, LoaderPosition};
 use bert_pipeline::shards::Manifest;
 use serde_json::{Value, json};
 
@@ -96,6 +97,42 @@ fn every_byte_flip_of_a_shard_or_its_manifest_is_a_clear_error() {
         failures.is_empty(),
         "{} flips not reported clearly, first: {:?}",
         failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+
+    // The trainer's path: the batch loader's first batch is the error, for every flip.
+    let loader_config = LoaderConfig {
+        batch_size: 8,
+        tokens_per_batch: None,
+        seed: 1,
+        rank: 0,
+        world: 1,
+        dynamic_masking: None,
+        prefetch: 1,
+        shape: BatchShape::EXACT,
+    };
+    let first_batch = || -> Result<usize, String> {
+        let set = ShardSet::open(&dir).map_err(|e| format!("{e:#}"))?;
+        let mut loader = BatchLoader::new(set, loader_config.clone(), LoaderPosition::default())
+            .map_err(|e| format!("{e:#}"))?;
+        match loader.next() {
+            Some(Ok(batch)) => Ok(batch.rows),
+            Some(Err(e)) => Err(format!("{e:#}")),
+            None => Err("the loader stopped without an error".into()),
+        }
+    };
+    assert_eq!(first_batch(), Ok(8));
+    for at in 0..shard_bytes.len() {
+        std::fs::write(&shard, flipped(&shard_bytes, at, 0xFF)).unwrap();
+        match first_batch() {
+            Err(e) if e.contains("b00-00000.arrow is damaged") => {}
+            other => failures.push(format!("loader, shard[{at}]: {other:?}")),
+        }
+    }
+    std::fs::write(&shard, &shard_bytes).unwrap();
+    assert!(
+        failures.is_empty(),
+        "{:?}",
         &failures[..failures.len().min(5)]
     );
 

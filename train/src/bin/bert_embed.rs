@@ -48,7 +48,8 @@ struct Args {
     /// Sentences to embed.
     #[arg(long, num_args = 1..)]
     sentences: Vec<String>,
-    /// UTF-8 text file, one sentence per line (blank lines are skipped).
+    /// UTF-8 text file, one sentence per line (blank lines are skipped); `-` reads standard
+    /// input.
     #[arg(long)]
     file: Option<PathBuf>,
     /// Sentence vector: mean of the token vectors (padding excluded) or the [CLS] vector.
@@ -87,7 +88,14 @@ struct Args {
 
 /// Read one sentence per non-blank line; a clear error for non-UTF-8 or empty files.
 fn read_sentences(path: &Path) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+            .context("cannot read standard input")?;
+        bytes
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+    };
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {

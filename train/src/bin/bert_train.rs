@@ -97,6 +97,12 @@ struct Args {
     /// Re-mask every epoch from the original tokens (default: the masks stored in the shards).
     #[arg(long, alias = "dynamic_masking")]
     dynamic_masking: bool,
+    /// Pad each batch to a multiple of N tokens (and every row to the shards'
+    /// max_predictions_per_seq slots when N > 1): GPU backends compile kernels per shape, so a
+    /// few fixed shapes start sooner. Padding is masked; the losses are the same.
+    /// Default: 32 on GPU backends, 1 (each batch as long as its longest row) on the CPU.
+    #[arg(long, alias = "pad_to_multiple_of")]
+    pad_to_multiple_of: Option<usize>,
     /// Shards to evaluate the final model on (losses and accuracies).
     #[arg(long, alias = "data_eval")]
     data_eval: Option<PathBuf>,
@@ -177,6 +183,7 @@ fn run(args: Args, job: &dyn Collective) -> Result<()> {
     config.optimizer = args.optimizer.parse::<OptimizerKind>()?;
     config.use_avg_len = args.use_avg_len;
     config.dynamic_masking = args.dynamic_masking;
+    config.pad_to_multiple_of = args.pad_to_multiple_of;
     config.data_eval = args.data_eval;
     config.batch_size_eval = args.batch_size_eval;
     config.ckpt_dir = args.ckpt_dir;

@@ -32,6 +32,11 @@ pub struct PretrainConfig {
     pub max_grad_norm: f64,
     pub use_avg_len: bool,
     pub dynamic_masking: bool,
+    /// Pad batches to multiples of this many tokens (and every row to the shards'
+    /// `max_predictions_per_seq` prediction slots); `None`: the backend's default
+    /// ([`BackendKind::default_pad_multiple`]). Padding is masked, so like the backend it may
+    /// change between a run and its resumption.
+    pub pad_to_multiple_of: Option<usize>,
     pub ckpt_dir: PathBuf,
     pub ckpt_interval: u64,
     /// Checkpoints kept (the oldest is deleted once a new one is complete).
@@ -54,6 +59,13 @@ pub struct PretrainConfig {
 }
 
 impl PretrainConfig {
+    /// `--pad-to-multiple-of`, or the backend's default: exact batches on the CPU, a few fixed
+    /// shapes on GPU backends (`BatchShape::padded`).
+    pub fn pad_multiple(&self) -> usize {
+        self.pad_to_multiple_of
+            .unwrap_or_else(|| self.backend.default_pad_multiple())
+    }
+
     /// GluonNLP's defaults for everything but the shards.
     pub fn new(shards: PathBuf) -> Self {
         Self {
@@ -76,6 +88,7 @@ impl PretrainConfig {
             skip_damaged_checkpoints: false,
             log_interval: 250,
             seed: 0,
+            pad_to_multiple_of: None,
             backend: BackendKind::Cpu,
             gpus: vec![0],
             dtype: Precision::Float32,
@@ -95,6 +108,7 @@ impl PretrainConfig {
             ("--log-interval", self.log_interval),
             ("--keep-checkpoints", self.keep_checkpoints as u64),
             ("--batch-size-eval", self.batch_size_eval as u64),
+            ("--pad-to-multiple-of", self.pad_multiple() as u64),
         ] {
             ensure!(value >= 1, "{flag} must be at least 1");
         }

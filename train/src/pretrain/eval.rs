@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use bert_pipeline::ShardSet;
-use bert_pipeline::loader::{BatchLoader, LoaderConfig, LoaderPosition};
+use bert_pipeline::loader::{BatchLoader, BatchShape, LoaderConfig, LoaderPosition};
 use burn::module::Module;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,7 @@ pub fn evaluate(
     model: &BertForPreTraining,
     shards: &Path,
     batch_size: usize,
+    pad_multiple: usize,
 ) -> Result<EvalResult> {
     let model = model.valid();
     let embeddings = model.bert.embeddings.word_embeddings.weight.val();
@@ -41,6 +42,7 @@ pub fn evaluate(
         world: 1,
         dynamic_masking: None,
         prefetch: 2,
+        shape: BatchShape::padded(pad_multiple, set.manifest().config.max_predictions_per_seq),
     };
     let (mut mlm_loss, mut mlm_correct, mut mlm_weight) = (0.0, 0.0, 0.0);
     let (mut nsp_loss, mut nsp_correct, mut sequences) = (0.0, 0.0, 0u64);

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use bert_core::vocab::{Vocab, sha256_hex};
 use bert_pipeline::ShardSet;
-use bert_pipeline::loader::{BatchLoader, DynamicMasking, LoaderConfig, LoaderPosition};
+use bert_pipeline::loader::{
+    BatchLoader, BatchShape, DynamicMasking, LoaderConfig, LoaderPosition,
+};
 use bert_pipeline::masking::MaskingParams;
 use bert_pipeline::shards::manifest::Manifest;
 use burn::module::Module;
@@ -452,6 +454,10 @@ pub fn train_in(
             world: ranks,
             dynamic_masking: masking.clone(),
             prefetch: 4,
+            shape: BatchShape::padded(
+                config.pad_multiple(),
+                manifest.config.max_predictions_per_seq,
+            ),
         };
         let loader = ShardSet::open(&config.shards)
             .and_then(|set| BatchLoader::new(set, loader_config, position));
@@ -595,7 +601,12 @@ pub fn train_in(
         );
         summary.final_dir = Some(dir);
         if let Some(eval_dir) = &config.data_eval {
-            let result = evaluate(&summary.model, eval_dir, config.batch_size_eval)?;
+            let result = evaluate(
+                &summary.model,
+                eval_dir,
+                config.batch_size_eval,
+                config.pad_multiple(),
+            )?;
             note(
                 opts,
                 format!(
