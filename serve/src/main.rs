@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, ensure};
 use bert_model::BackendKind;
-use bert_model::checkpoint::{ModelRequest, ModelSource};
+use bert_model::checkpoint::ModelSource;
 use bert_serve::{Limits, Model, Server};
 use clap::Parser;
 
@@ -75,18 +75,15 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<()> {
     let backend = args.backend.parse::<BackendKind>()?;
     let device = backend.device()?;
-    let request = ModelRequest {
-        model: args.model.clone(),
-        dataset: Some(args.dataset_name.clone()),
-        revision: args.revision.clone(),
-        random_weights: false,
-    };
+    let (model, dataset, revision) = (
+        args.model.clone(),
+        args.dataset_name.clone(),
+        args.revision.clone(),
+    );
     let max_input_length = args.max_input_length;
     let model = tokio::task::spawn_blocking(move || -> Result<Model> {
-        match ModelSource::resolve(&request)? {
-            ModelSource::Dir(dir) => Model::load(&dir, &device, max_input_length),
-            ModelSource::Zoo(name) => anyhow::bail!("{name} resolved to random weights"),
-        }
+        let dir = ModelSource::pretrained_dir(&model, &dataset, revision)?;
+        Model::load(&dir, &device, max_input_length)
     })
     .await
     .context("loading the model")??;

@@ -68,6 +68,21 @@ impl ModelSource {
         Self::resolve_with(request, &Hub::from_env())
     }
 
+    /// The directory of `model`'s pretrained weights (a directory, a zoo name's checkpoint on
+    /// `dataset`, or a hub id at `revision`): what the inference commands load.
+    pub fn pretrained_dir(model: &str, dataset: &str, revision: Option<String>) -> Result<PathBuf> {
+        let request = ModelRequest {
+            model: model.to_string(),
+            dataset: Some(dataset.to_string()),
+            revision,
+            random_weights: false,
+        };
+        match Self::resolve(&request)? {
+            Self::Dir(dir) => Ok(dir),
+            Self::Zoo(name) => bail!("{name} resolved to random weights, not a checkpoint"),
+        }
+    }
+
     pub fn resolve_with(request: &ModelRequest, hub: &Hub) -> Result<Self> {
         let spec = request.model.as_str();
         let dir = Path::new(spec);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bert_core::fsutil::write_atomic;
 use bert_model::BackendKind;
-use bert_model::checkpoint::{ModelRequest, ModelSource};
+use bert_model::checkpoint::ModelSource;
 use bert_model::embed::{BertEmbedding, OovWay, Pooling};
 use bert_train::embed_output::{arrow_bytes, npy_bytes, write_jsonl};
 use clap::{ArgGroup, Parser, ValueEnum};
@@ -142,15 +142,8 @@ fn run(args: Args) -> Result<()> {
     let backend: BackendKind = args.backend.parse()?;
     let device = backend.device()?;
 
-    let request = ModelRequest {
-        model: args.model.clone(),
-        dataset: Some(args.dataset_name.clone()),
-        revision: args.revision.clone(),
-        random_weights: false,
-    };
-    let ModelSource::Dir(model_dir) = ModelSource::resolve(&request)? else {
-        unreachable!("pretrained weights resolve to a directory")
-    };
+    let model_dir =
+        ModelSource::pretrained_dir(&args.model, &args.dataset_name, args.revision.clone())?;
     if model_dir.as_os_str() != args.model.as_str() {
         eprintln!("model: {} from {}", args.model, model_dir.display());
     }
