@@ -13,6 +13,7 @@ use crate::checkpoint::{
     HfTensors, load_bert_for_sequence_classification, load_tokenizer, read_config, weights_path,
 };
 use crate::modules::{BertForSequenceClassification, BertInput};
+use crate::precision::{Precision, check_device, compute_model};
 
 /// What the head's outputs mean.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +125,13 @@ impl SequenceClassifier {
         self.tokenizer
             .encode_batch(inputs, true)
             .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))
+    }
+
+    /// Compute in `precision` (the weights cast once); an error where the device lacks it.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        check_device(precision, &self.device, "")?;
+        self.model = compute_model(&self.model, precision);
+        Ok(self)
     }
 
     /// The head's raw outputs (logits, or the regression value) for one padded batch, in

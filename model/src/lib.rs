@@ -12,6 +12,7 @@
 //! - [`classify`]: a fine-tuned sequence classifier (with its tokenizer and labels) for
 //!   inference, as a server's `/predict` runs it.
 //! - [`backend`]: `--backend auto|cpu|wgpu|vulkan|cuda` at run time.
+//! - [`precision`]: `--dtype float32|float16|bfloat16`, the cast of a model to it.
 //! - [`error`]: what can be wrong with a checkpoint, a config or an input.
 //!
 //! The crate builds for `wasm32-unknown-unknown` as well as natively. What needs an operating
@@ -29,9 +30,11 @@ pub mod error;
 pub mod kernels;
 pub mod mask;
 pub mod modules;
+pub mod precision;
 
 pub use backend::BackendKind;
 pub use embed::{BertEmbedding, EmbedOptions, SentenceEmbedding};
 pub use error::{BertError, TensorProblem};
 pub use mask::PaddingMask;
 pub use modules::{BertConfig, BertForPreTraining, BertInput, BertModel, BertModelOutput};
+pub use precision::Precision;

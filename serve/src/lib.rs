@@ -15,26 +15,48 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use bert_model::BertEmbedding;
 use bert_model::classify::SequenceClassifier;
+use bert_model::{BertEmbedding, Precision};
 use burn::tensor::Device;
 
 pub use api::Limits;
 pub use batcher::Model;
 
+/// How a model is loaded for serving.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelOptions {
+    /// Inputs are cut (or, without `truncate`, refused) at this many tokens; `None`: the
+    /// model's own limit.
+    pub max_input_length: Option<usize>,
+    /// What the encoder computes in (`--dtype`).
+    pub precision: Precision,
+    /// Embedding batches are padded to a multiple of this many tokens (GPU backends: 32).
+    pub pad_multiple: usize,
+}
+
 impl Model {
     /// A model directory on `device`: a fine-tuned classifier where the weights have a
-    /// classification head, else an encoder served for embeddings. Inputs are cut (or, without
-    /// `truncate`, refused) at `max_input_length` tokens, by default the model's own limit.
-    pub fn load(dir: &Path, device: &Device, max_input_length: Option<usize>) -> Result<Self> {
+    /// classification head, else an encoder served for embeddings.
+    pub fn load(dir: &Path, device: &Device, options: ModelOptions) -> Result<Self> {
         Ok(if SequenceClassifier::is_classifier_dir(dir) {
             let classifier = SequenceClassifier::from_dir(dir, device)?;
-            let n = max_input_length.unwrap_or(classifier.max_seq_length());
-            Self::Classifier(Arc::new(classifier.with_max_seq_length(n)?))
+            let n = options
+                .max_input_length
+                .unwrap_or(classifier.max_seq_length());
+            let classifier = classifier
+                .with_max_seq_length(n)?
+                .with_precision(options.precision)?;
+            Self::Classifier(Arc::new(classifier))
         } else {
             let embedder = BertEmbedding::from_dir(dir, device)?.0;
-            let n = max_input_length.unwrap_or(embedder.max_seq_length());
-            Self::Embedding(Arc::new(embedder.with_max_seq_length(n)?))
+            let n = options
+                .max_input_length
+                .unwrap_or(embedder.max_seq_length());
+            let embedder = embedder
+                .with_max_seq_length(n)?
+                .with_precision(options.precision)?
+                .with_pad_multiple(options.pad_multiple)?;
+            Self::Embedding(Arc::new(embedder))
         })
     }
 

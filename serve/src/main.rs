@@ -1,9 +1,9 @@
 //! `bert-serve --model NAME|ORG/NAME|DIR --port 8080`: the HTTP embedding server.
 
 use anyhow::{Context, Result, ensure};
-use bert_model::BackendKind;
 use bert_model::checkpoint::ModelSource;
-use bert_serve::{Limits, Model, Server};
+use bert_model::{BackendKind, Precision};
+use bert_serve::{Limits, Model, ModelOptions, Server};
 use clap::Parser;
 
 const AFTER_HELP: &str = "\
@@ -59,6 +59,14 @@ struct Args {
     /// first); default: the model's limit.
     #[arg(long)]
     max_input_length: Option<usize>,
+    /// What the encoder computes in: float32, or float16/bfloat16 (weights cast once, half the
+    /// memory; the device must have the arithmetic).
+    #[arg(long, default_value = "float32")]
+    dtype: String,
+    /// Pad embedding batches to a multiple of N tokens (GPU backends compile kernels per
+    /// shape). Default: 32 on GPU backends, 1 on the CPU.
+    #[arg(long)]
+    pad_to_multiple_of: Option<usize>,
 }
 
 #[tokio::main]
@@ -80,10 +88,16 @@ async fn run(args: Args) -> Result<()> {
         args.dataset_name.clone(),
         args.revision.clone(),
     );
-    let max_input_length = args.max_input_length;
+    let options = ModelOptions {
+        max_input_length: args.max_input_length,
+        precision: args.dtype.parse::<Precision>()?,
+        pad_multiple: args
+            .pad_to_multiple_of
+            .unwrap_or_else(|| backend.default_pad_multiple()),
+    };
     let model = tokio::task::spawn_blocking(move || -> Result<Model> {
         let dir = ModelSource::pretrained_dir(&model, &dataset, revision)?;
-        Model::load(&dir, &device, max_input_length)
+        Model::load(&dir, &device, options)
     })
     .await
     .context("loading the model")??;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use bert_model::{BackendKind, BertEmbedding};
+use bert_model::{BackendKind, BertEmbedding, Precision};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -27,6 +27,12 @@ struct Args {
     /// Only the first N sentences (for slow backends, e.g. lavapipe at batch 1).
     #[arg(long)]
     limit: Option<usize>,
+    /// float32, float16 or bfloat16.
+    #[arg(long, default_value = "float32")]
+    dtype: String,
+    /// Pad batches to a multiple of N tokens (default: the backend's, 32 on GPUs, 1 on the CPU).
+    #[arg(long)]
+    pad_to_multiple_of: Option<usize>,
 }
 
 fn main() -> Result<()> {
@@ -43,9 +49,15 @@ fn main() -> Result<()> {
     let backend: BackendKind = args.backend.parse()?;
     let device = backend.device()?;
     let (embedder, _) = BertEmbedding::from_dir(&args.model, &device)?;
+    let precision: Precision = args.dtype.parse()?;
     let embedder = embedder
         .with_batch_size(args.batch_size)?
-        .with_token_embeddings(false);
+        .with_token_embeddings(false)
+        .with_precision(precision)?
+        .with_pad_multiple(
+            args.pad_to_multiple_of
+                .unwrap_or_else(|| backend.default_pad_multiple()),
+        )?;
 
     // Warm-up: kernel compilation/autotuning on GPU backends, allocator pools everywhere.
     embedder.embed(&sentences[..sentences.len().min(4 * args.batch_size)])?;
@@ -60,7 +72,7 @@ fn main() -> Result<()> {
     }
     rates.sort_by(f64::total_cmp);
     println!(
-        "backend={} batch={} sentences={} sentences/s: best {:.1}, median {:.1}",
+        "backend={} dtype={precision} batch={} sentences={} sentences/s: best {:.1}, median {:.1}",
         backend,
         args.batch_size,
         sentences.len(),

@@ -14,7 +14,7 @@
 # TSV's first column holds the sentences (SST-2 dev: 872). SHARD_DIR: bert-pipeline shards built
 # with --max-seq-length 128.
 #
-# Environment: EMBED_BATCHES ("32 128"), PRETRAIN_BATCH (128), PRETRAIN_STEPS (30: the first
+# Environment: EMBED_BATCHES ("32 128"), EMBED_DTYPES ("float32 float16"), PRETRAIN_BATCH (128), PRETRAIN_STEPS (30: the first
 # 10 are warm-up), PRETRAIN_DTYPES ("float16 float32"), BACKEND (vulkan), DEADLINE (seconds
 # from the start, 480), RUN_CAP (seconds one run may take), PY (python3). Each run is cut at the
 # deadline; what finished is printed.
@@ -23,7 +23,8 @@ set -u
 BIN=$1 MODEL=$2 TSV=$3 SHARDS=$4 OUT=$5
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PY:-python3} BACKEND=${BACKEND:-vulkan} DEADLINE=${DEADLINE:-480}
-EMBED_BATCHES=${EMBED_BATCHES:-32 128} PRETRAIN_BATCH=${PRETRAIN_BATCH:-128}
+EMBED_BATCHES=${EMBED_BATCHES:-32 128} EMBED_DTYPES=${EMBED_DTYPES:-float32 float16}
+PRETRAIN_BATCH=${PRETRAIN_BATCH:-128}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-30} PRETRAIN_DTYPES=${PRETRAIN_DTYPES:-float16 float32}
 mkdir -p "$OUT"
 END=$(($(date +%s) + DEADLINE))
@@ -65,13 +66,16 @@ for b in $EMBED_BATCHES; do
         [ -x "$exe" ] || continue
         backend=$BACKEND
         [ "$label" = wgsl ] && backend=wgpu
-        if run "embed-$label-$b" "$exe" --model "$MODEL" --tsv "$TSV" --backend "$backend" \
-            --batch-size "$b" --repeats 3; then
-            line=$(grep 'sentences/s' "$OUT/embed-$label-$b.log")
-            best=$(sed 's/.*best \([0-9.]*\).*/\1/' <<<"$line")
-            median=$(sed 's/.*median \([0-9.]*\).*/\1/' <<<"$line")
-            record "{\"task\":\"embed\",\"engine\":\"bert-embed $label\",\"dtype\":\"float32\",\"batch\":$b,\"median\":$median,\"best\":$best}"
-        fi
+        for dtype in $EMBED_DTYPES; do
+            name=embed-$label-$dtype-$b
+            if run "$name" "$exe" --model "$MODEL" --tsv "$TSV" --backend "$backend" \
+                --batch-size "$b" --repeats 3 --dtype "$dtype"; then
+                line=$(grep 'sentences/s' "$OUT/$name.log")
+                best=$(sed 's/.*best \([0-9.]*\).*/\1/' <<<"$line")
+                median=$(sed 's/.*median \([0-9.]*\).*/\1/' <<<"$line")
+                record "{\"task\":\"embed\",\"engine\":\"bert-embed $label\",\"dtype\":\"$dtype\",\"batch\":$b,\"median\":$median,\"best\":$best}"
+            fi
+        done
     done
 done
 if [ -n "${EMBED_BATCHES// /}" ] && run embed-pytorch "$PY" "$HERE/bench_embed_gpu.py" --model "$MODEL" --tsv "$TSV" \

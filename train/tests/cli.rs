@@ -117,6 +117,36 @@ fn file_dash_reads_standard_input() {
 }
 
 #[test]
+fn dtype_float16_gives_vectors_close_to_float32() {
+    let run = |dtype: &str| {
+        json_rows(&bert_embed(&[
+            "--model",
+            &minilm(),
+            "--no-token-embeddings",
+            "--dtype",
+            dtype,
+            "--pad-to-multiple-of",
+            "16",
+            "--sentences",
+            "A cat sat on the mat.",
+            "Stocks fell sharply on Monday.",
+        ]))
+    };
+    let (half, full) = (run("float16"), run("float32"));
+    for (h, f) in half.iter().zip(&full) {
+        let diff = test_support::max_abs(
+            &floats(&h["sentence_embedding"]),
+            &floats(&f["sentence_embedding"]),
+        );
+        assert!(diff < 1e-3, "float16 vs float32: {diff}");
+    }
+    expect_error(
+        &bert_embed(&["--model", &minilm(), "--dtype", "int8", "--sentences", "x"]),
+        &["unknown --dtype \"int8\""],
+    );
+}
+
+#[test]
 fn defaults_come_from_the_sentence_transformers_files() {
     let model = minilm();
     let rows = json_rows(&bert_embed(&[

@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use bert_model::checkpoint::{load_model_dir, load_tokenizer};
-use bert_model::{BackendKind, BertEmbedding, BertInput};
+use bert_model::{BackendKind, BertEmbedding, BertInput, Precision};
 use burn::prelude::*;
 
 const TOLERANCE: f32 = 1e-4;
@@ -182,13 +182,28 @@ fn token_ids_match_hf_tokenizers() {
 }
 
 fn sentence_embedding_error(kind: BackendKind, batch_size: usize) -> f32 {
+    sentence_embedding_error_in(kind, batch_size, Precision::Float32, 1)
+}
+
+/// Max |ours - sentence-transformers| over all sentence vectors, computing in `precision`
+/// with batches padded to multiples of `pad`.
+fn sentence_embedding_error_in(
+    kind: BackendKind,
+    batch_size: usize,
+    precision: Precision,
+    pad: usize,
+) -> f32 {
     let reference = reference();
     let device = device(kind);
     let (embedder, _) = BertEmbedding::from_dir(&minilm_dir(), &device).unwrap();
     let embedder = embedder
         .with_batch_size(batch_size)
         .unwrap()
-        .with_token_embeddings(false);
+        .with_token_embeddings(false)
+        .with_precision(precision)
+        .unwrap()
+        .with_pad_multiple(pad)
+        .unwrap();
     let rows = embedder.embed(&reference.sentences()).unwrap();
     let ours: Vec<f32> = rows
         .iter()
@@ -210,6 +225,38 @@ fn sentence_vectors_match_sentence_transformers() {
     let err = sentence_embedding_error(BackendKind::Wgpu, 4);
     eprintln!("wgpu, batch 4: max |ours - sentence-transformers| = {err:.3e}");
     assert!(err < TOLERANCE, "wgpu: {err}");
+}
+
+/// `--pad-to-multiple-of` (the GPU default) changes no vector: padding is masked.
+/// `--dtype float16|bfloat16` for inference: the weights cast once, the vectors pooled in
+/// float32, within documented bounds of sentence-transformers' float32 vectors (normalised
+/// vectors of 384 values: float16 keeps ~3 decimal digits, bfloat16 ~2).
+#[test]
+fn padded_and_half_precision_sentence_vectors_stay_close() {
+    let _turn = crate::common::rng_turn();
+    let padded = sentence_embedding_error_in(BackendKind::Cpu, 3, Precision::Float32, 32);
+    eprintln!("cpu, padded to 32: {padded:.3e}");
+    assert!(
+        padded < TOLERANCE,
+        "padding changed the vectors by {padded}"
+    );
+    for (precision, bound) in [(Precision::Float16, 1e-3), (Precision::BFloat16, 1e-2)] {
+        let err = sentence_embedding_error_in(BackendKind::Cpu, 3, precision, 1);
+        eprintln!("cpu, {precision}: max |ours - sentence-transformers| = {err:.3e}");
+        assert!(err < bound, "{precision}: {err} (bound {bound})");
+    }
+    let device = device(BackendKind::Wgpu);
+    if device.supports_dtype(burn::tensor::FloatDType::F16) {
+        let err = sentence_embedding_error_in(BackendKind::Wgpu, 4, Precision::Float16, 32);
+        eprintln!("wgpu, float16, padded to 32: {err:.3e}");
+        assert!(err < 1e-3, "wgpu float16: {err}");
+    } else {
+        eprintln!("wgpu: this adapter has no shader-f16; float16 there is refused:");
+        let (embedder, _) = BertEmbedding::from_dir(&minilm_dir(), &device).unwrap();
+        let refused = embedder.with_precision(Precision::Float16).unwrap_err();
+        eprintln!("  {refused:#}");
+        assert!(format!("{refused:#}").contains("has no float16 arithmetic"));
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@ use super::oov::{OovWay, fold_pieces};
 use super::pooling::{Pooling, l2_normalize, pool};
 use crate::checkpoint::{HfTensors, load_bert_model};
 use crate::modules::{BertConfig, BertInput, BertModel};
+use crate::precision::{Precision, check_device, compute_model, to_f32};
 
 /// The embeddings of one sentence.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +68,10 @@ pub struct BertEmbedding {
     token_embeddings: bool,
     /// sentence-transformers' `do_lower_case`: lower-case the text before tokenizing.
     lowercase_input: bool,
+    /// What the encoder computes in (its weights are cast to it); pooling is in float32.
+    precision: Precision,
+    /// Batches are padded to a multiple of this many tokens (see [`Self::with_pad_multiple`]).
+    pad_multiple: usize,
 }
 
 impl BertEmbedding {
@@ -182,7 +187,43 @@ impl BertEmbedding {
             oov_way: None,
             token_embeddings: true,
             lowercase_input: false,
+            precision: Precision::Float32,
+            pad_multiple: 1,
         })
+    }
+
+    /// Compute in `precision`: the weights are cast once (float16/bfloat16 halve the memory
+    /// the encoder reads); sentence vectors are pooled and normalised in float32. An error
+    /// where the device has no such arithmetic.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        check_device(precision, &self.device, "")?;
+        if precision != self.precision {
+            if self.precision != Precision::Float32 {
+                bail!(
+                    "the model is already in {}; load it again for {precision}",
+                    self.precision
+                );
+            }
+            self.model = compute_model(&self.model, precision);
+            self.precision = precision;
+        }
+        Ok(self)
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Pad each batch to a multiple of `n` tokens (at most `max_seq_length`). GPU backends
+    /// compile kernels per shape, so a few lengths start sooner there
+    /// ([`BackendKind::default_pad_multiple`](crate::BackendKind::default_pad_multiple));
+    /// padding is masked, so the vectors do not change.
+    pub fn with_pad_multiple(mut self, n: usize) -> Result<Self> {
+        if n == 0 {
+            bail!("the pad multiple must be at least 1");
+        }
+        self.pad_multiple = n;
+        Ok(self)
     }
 
     pub fn with_pooling(mut self, pooling: Pooling) -> Self {
@@ -405,9 +446,14 @@ impl BertEmbedding {
     /// One padded batch through the encoder: sentence vectors `[batch, hidden]` and the last
     /// hidden state `[batch, seq, hidden]`.
     fn forward(&self, ids: &[Vec<u32>], options: EmbedOptions) -> Result<(Tensor<2>, Tensor<3>)> {
-        let input = BertInput::from_ids(ids, self.pad_id, &self.device)?;
+        let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let longest = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let seq = longest
+            .next_multiple_of(self.pad_multiple)
+            .min(self.max_seq_length.max(longest));
+        let input = BertInput::padded(&rows, None, self.pad_id, seq, &self.device)?;
         let mask = input.attention_mask.clone();
-        let hidden = self.model.forward(input).last_hidden_state;
+        let hidden = to_f32(self.model.forward(input).last_hidden_state);
         let mut sentence = pool(options.pooling, hidden.clone(), mask);
         if options.normalize {
             sentence = l2_normalize(sentence);
@@ -461,7 +507,7 @@ impl BertEmbedding {
         let tensors = HfTensors::from_file(weights)?;
         let (model, report) = load_bert_model(&self.config, &tensors, &self.device)
             .with_context(|| format!("reloading {}", weights.display()))?;
-        self.model = model;
+        self.model = compute_model(&model, self.precision);
         Ok(report)
     }
 }

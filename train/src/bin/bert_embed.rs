@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bert_core::fsutil::write_atomic;
-use bert_model::BackendKind;
 use bert_model::checkpoint::ModelSource;
 use bert_model::embed::{BertEmbedding, OovWay, Pooling};
+use bert_model::{BackendKind, Precision};
 use bert_train::embed_output::{arrow_bytes, npy_bytes, write_jsonl};
 use clap::{ArgGroup, Parser, ValueEnum};
 
@@ -84,6 +84,14 @@ struct Args {
     /// (if built with it).
     #[arg(long, default_value = "auto")]
     backend: String,
+    /// What the encoder computes in: float32, or float16/bfloat16 (weights cast once, half the
+    /// memory; vectors pooled in float32; the device must have the arithmetic).
+    #[arg(long, default_value = "float32")]
+    dtype: String,
+    /// Pad each batch to a multiple of N tokens (GPU backends compile kernels per shape);
+    /// the vectors do not change. Default: 32 on GPU backends, 1 on the CPU.
+    #[arg(long)]
+    pad_to_multiple_of: Option<usize>,
 }
 
 /// Read one sentence per non-blank line; a clear error for non-UTF-8 or empty files.
@@ -170,7 +178,12 @@ fn run(args: Args) -> Result<()> {
     let with_tokens = !args.no_token_embeddings && !matches!(args.format, Format::Npy);
     embedder = embedder
         .with_batch_size(args.batch_size)?
-        .with_token_embeddings(with_tokens);
+        .with_token_embeddings(with_tokens)
+        .with_precision(args.dtype.parse::<Precision>()?)?
+        .with_pad_multiple(
+            args.pad_to_multiple_of
+                .unwrap_or_else(|| backend.default_pad_multiple()),
+        )?;
 
     let rows = embedder.embed(&sentences)?;
     if let Some(i) = rows

@@ -8,113 +8,20 @@
 //! computed from logits cast back to float32.
 //!
 //! Pretraining ([`super::step`]) and fine-tuning (`finetune-classifier`, `finetune-squad`)
-//! share these pieces: [`compute_model`] for any module, [`to_f32`] for the logits,
-//! [`check_device`], [`LossScale`] and [`unscale_and_clip`] for the gradients.
+//! share these pieces: [`compute_model`] for any module, [`to_f32`] for the logits and
+//! [`check_device`] (from `bert_model::precision`, which inference uses too), [`LossScale`]
+//! and [`unscale_and_clip`] for the gradients.
 
 use anyhow::{Result, ensure};
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::{DType, FloatDType};
+
 use serde::{Deserialize, Serialize};
 
 use super::optim::{clip_global_norm, scale_gradients};
 
-/// `--dtype`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    Float32,
-    Float16,
-    BFloat16,
-}
-
-impl core::str::FromStr for Precision {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "float32" | "fp32" | "f32" => Ok(Self::Float32),
-            "float16" | "fp16" | "f16" => Ok(Self::Float16),
-            "bfloat16" | "bf16" => Ok(Self::BFloat16),
-            other => {
-                anyhow::bail!("unknown --dtype {other:?}; expected float32, float16 or bfloat16")
-            }
-        }
-    }
-}
-
-impl core::fmt::Display for Precision {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            Self::Float32 => "float32",
-            Self::Float16 => "float16",
-            Self::BFloat16 => "bfloat16",
-        })
-    }
-}
-
-impl Precision {
-    /// The dtype the forward and backward passes run in; `None` for float32 (no cast).
-    pub fn compute_dtype(self) -> Option<FloatDType> {
-        match self {
-            Self::Float32 => None,
-            Self::Float16 => Some(FloatDType::F16),
-            Self::BFloat16 => Some(FloatDType::BF16),
-        }
-    }
-
-    /// float16's 5 exponent bits underflow on small gradients; bfloat16 has float32's range.
-    pub fn needs_loss_scaling(self) -> bool {
-        self == Self::Float16
-    }
-}
-
-/// Casts every float parameter, keeping its id, as a tracked operation.
-struct CastParams(FloatDType);
-
-impl ModuleMapper for CastParams {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let dtype = self.0;
-        param.map(|t| t.cast(dtype))
-    }
-}
-
-/// The model to run forward and backward: `model` itself in float32, else its parameters cast
-/// to the compute dtype, with gradients flowing back to `model`'s float32 parameters (on an
-/// autodiff device; on a plain one it is simply a half-precision copy for inference).
-pub fn compute_model<M: Module>(model: &M, precision: Precision) -> M {
-    match precision.compute_dtype() {
-        None => model.clone(),
-        Some(dtype) => model.clone().map(&mut CastParams(dtype)),
-    }
-}
-
-/// A half-precision model's outputs in float32, for the softmax and the loss (as mixed
-/// precision does it); float32 outputs pass unchanged.
-pub fn to_f32<const D: usize>(logits: Tensor<D>) -> Tensor<D> {
-    if logits.dtype() == DType::F32 {
-        logits
-    } else {
-        logits.cast(FloatDType::F32)
-    }
-}
-
-/// A clear error when `device` (of `--backend backend`) has no arithmetic in `precision`.
-pub fn check_device(
-    precision: Precision,
-    device: &Device,
-    backend: impl core::fmt::Display,
-) -> Result<()> {
-    if let Some(dtype) = precision.compute_dtype() {
-        ensure!(
-            device.supports_dtype(dtype),
-            "--dtype {precision}: the {backend} device {device:?} has no {precision} arithmetic \
-             (wgpu needs the adapter's shader-f16 feature for float16)"
-        );
-    }
-    Ok(())
-}
+pub use bert_model::precision::{Precision, check_device, compute_model, to_f32};
 
 /// `loss` multiplied by the loss scale before backward (unchanged at scale 1).
 pub fn scale_loss(loss: Tensor<1>, loss_scale: f64) -> Tensor<1> {
@@ -195,13 +102,6 @@ mod tests {
     use bert_model::modules::BertForPreTraining;
 
     #[test]
-    fn parses_dtypes() {
-        assert_eq!("float16".parse::<Precision>().unwrap(), Precision::Float16);
-        assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::BFloat16);
-        assert!("int8".parse::<Precision>().is_err());
-    }
-
-    #[test]
     fn the_scale_halves_on_overflow_and_doubles_after_clean_steps() {
         let mut s = LossScale::new();
         s.update(true);
@@ -232,7 +132,7 @@ mod tests {
             input_ids: ids,
         };
         let out = half.forward(input, Tensor::<1, Int>::from_ints([1, 2], &device));
-        let loss = out.mlm_logits.cast(FloatDType::F32).sum();
+        let loss = out.mlm_logits.cast(burn::tensor::FloatDType::F32).sum();
         let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
         let g = grads
             .get::<2>(model.bert.embeddings.word_embeddings.weight.id)
