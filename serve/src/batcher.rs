@@ -28,6 +28,35 @@ pub enum Model {
 }
 
 impl Model {
+    /// Runs one batch of every padded length the server can be sent (multiples of
+    /// `pad_multiple` up to the input limit), at batch 1 and at the most rows the token budget
+    /// allows (at most 32): GPU backends compile and tune kernels per shape, so the first
+    /// requests do not wait for that. Returns the number of batches run.
+    pub fn warm_up(&self, max_batch_tokens: usize, pad_multiple: usize) -> Result<usize> {
+        let max_len = self.max_seq_length();
+        let step = pad_multiple.max(1);
+        let mut lengths: Vec<usize> = (1..)
+            .map(|i| i * step)
+            .take_while(|&n| n < max_len)
+            .filter(|&n| step > 1 && n >= 3)
+            .collect();
+        lengths.push(max_len);
+        let mut batches = 0;
+        for len in lengths {
+            let input = PairIds {
+                ids: vec![WARM_UP_TOKEN; len],
+                segments: vec![0; len],
+            };
+            let most = (max_batch_tokens / len).clamp(1, 32);
+            for rows in [1, most] {
+                let inputs: Vec<&PairIds> = vec![&input; rows];
+                self.run(&inputs, false)?;
+                batches += 1;
+            }
+        }
+        Ok(batches)
+    }
+
     /// One padded batch. `with_tokens`: keep the token vectors (embedding models).
     fn run(&self, inputs: &[&PairIds], with_tokens: bool) -> Result<Vec<Output>> {
         match self {
@@ -50,6 +79,9 @@ impl Model {
         }
     }
 }
+
+/// Warm-up inputs only need the right shapes: id 0 is in every vocabulary.
+const WARM_UP_TOKEN: u32 = 0;
 
 /// What a request asks of its inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

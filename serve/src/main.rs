@@ -67,6 +67,14 @@ struct Args {
     /// shape). Default: 32 on GPU backends, 1 on the CPU.
     #[arg(long)]
     pad_to_multiple_of: Option<usize>,
+    /// Before listening, run a batch of every padded length (at batch 1 and the largest the
+    /// token budget allows), so that a GPU has compiled its kernels before the first request.
+    /// Default: on for GPU backends, off on the CPU.
+    #[arg(long, overrides_with = "no_warmup")]
+    warmup: bool,
+    /// Start listening without warming up.
+    #[arg(long, overrides_with = "warmup")]
+    no_warmup: bool,
 }
 
 #[tokio::main]
@@ -115,6 +123,23 @@ async fn run(args: Args) -> Result<()> {
         args.max_concurrent_requests >= 1,
         "--max-concurrent-requests must be at least 1"
     );
+    let warm_up = if args.warmup || args.no_warmup {
+        args.warmup
+    } else {
+        backend.default_pad_multiple() > 1
+    };
+    if warm_up {
+        let started = std::time::Instant::now();
+        let (model, tokens) = (model.clone(), args.max_batch_tokens);
+        let batches =
+            tokio::task::spawn_blocking(move || model.warm_up(tokens, options.pad_multiple))
+                .await
+                .context("warming up")??;
+        eprintln!(
+            "bert-serve: warmed up with {batches} batches in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let limits = Limits {
         max_batch_tokens: args.max_batch_tokens,
         max_concurrent_requests: args.max_concurrent_requests,

@@ -17,6 +17,8 @@ use test_support::{max_abs, minilm_dir};
 struct Served {
     child: Child,
     url: String,
+    /// What it printed before it listened.
+    startup: Vec<String>,
 }
 
 impl Served {
@@ -40,6 +42,7 @@ impl Served {
             .expect("starting bert-serve");
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
+        let mut startup = Vec::new();
         let url = loop {
             let line = lines
                 .next()
@@ -48,10 +51,15 @@ impl Served {
             if let Some(at) = line.find("listening on ") {
                 break line[at + "listening on ".len()..].trim().to_string();
             }
+            startup.push(line);
         };
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, url }
+        Self {
+            child,
+            url,
+            startup,
+        }
     }
 
     fn post(&self, path: &str, body: &str) -> (u16, String) {
@@ -257,6 +265,44 @@ fn openai_and_tei_shapes() {
     assert_eq!(info["dimension"], 384);
     assert_eq!(info["max_input_length"], 256);
     assert_eq!(info["model_type"]["embedding"]["pooling"], "mean");
+}
+
+/// A GPU set-up on the CPU: warm-up before listening (2 padded lengths x 2 batch sizes),
+/// float16 weights, batches padded to 32 — vectors within float16's bound of float32's.
+#[test]
+fn warmed_up_float16_server_serves_close_vectors() {
+    let full = Served::start(&[]);
+    let half = Served::start(&[
+        "--max-input-length",
+        "64",
+        "--pad-to-multiple-of",
+        "32",
+        "--dtype",
+        "float16",
+        "--warmup",
+    ]);
+    assert!(
+        half.startup
+            .iter()
+            .any(|l| l.contains("warmed up with 4 batches")),
+        "{:?}",
+        half.startup
+    );
+    assert!(
+        !full.startup.iter().any(|l| l.contains("warmed up")),
+        "no warm-up on the CPU by default: {:?}",
+        full.startup
+    );
+    let body =
+        json!({ "inputs": ["A man is eating.", "The stock market fell sharply on Monday."] });
+    let (a, b) = (full.json("/embed", body.clone()), half.json("/embed", body));
+    for i in 0..2 {
+        let diff = test_support::max_abs(&vector(&a[i]), &vector(&b[i]));
+        assert!(
+            diff < 1e-3,
+            "input {i}: float16 vs float32 differ by {diff}"
+        );
+    }
 }
 
 #[test]
