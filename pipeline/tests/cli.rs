@@ -225,9 +225,14 @@ fn workers_build_disjoint_parts_that_merge_into_the_single_run() {
 /// Three copies of the sample in a temporary directory, and the glob naming them: with 1 MiB
 /// pools that is two blocks, so two workers both get work.
 fn three_samples() -> (tempfile::TempDir, String) {
+    sample_copies(3)
+}
+
+/// `n` copies of the sample (`part0.txt`, ...) in a temporary directory, and their glob.
+fn sample_copies(n: usize) -> (tempfile::TempDir, String) {
     let input = tempfile::tempdir().unwrap();
-    for n in 0..3 {
-        std::fs::copy(sample(), input.path().join(format!("part{n}.txt"))).unwrap();
+    for i in 0..n {
+        std::fs::copy(sample(), input.path().join(format!("part{i}.txt"))).unwrap();
     }
     let glob = format!("{}/*.txt", input.path().display());
     (input, glob)

@@ -8,7 +8,7 @@ use bert_pipeline::loader::{BatchLoader, BatchShape, LoaderConfig, LoaderPositio
 use bert_pipeline::shards::Manifest;
 use serde_json::{Value, json};
 
-use super::{ok, pipeline, repo};
+use super::{ok, pipeline, repo, sample_copies, three_samples};
 
 /// A one-shard directory (about 5 KB) built from the first 40 lines of the sample.
 fn small_shards(dir: &Path) -> PathBuf {
@@ -282,16 +282,8 @@ fn tampered_manifests_are_refused_before_anything_is_allocated() {
 #[test]
 fn merge_refuses_escaping_names_and_workers_with_other_inputs_or_flags() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("in");
-    std::fs::create_dir(&input).unwrap();
-    // Three copies of the sample: with 1 MiB pools, two blocks, so both workers get work.
-    for n in 0..3 {
-        std::fs::copy(
-            repo().join("pipeline/sample-corpus/persuasion.txt"),
-            input.join(format!("part{n}.txt")),
-        )
-        .unwrap();
-    }
+    let (inputs, _) = three_samples();
+    let input = inputs.path();
     let out = tmp.path().join("out");
     let out_s = out.display().to_string();
     let build = |worker: &str, inputs: &[&str], extra: &[&str]| {
@@ -356,20 +348,9 @@ fn merge_refuses_escaping_names_and_workers_with_other_inputs_or_flags() {
 #[test]
 fn sigterm_during_a_build_leaves_nothing_and_the_same_command_runs_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("in");
-    std::fs::create_dir(&input).unwrap();
-    for n in 0..6 {
-        std::fs::copy(
-            repo().join("pipeline/sample-corpus/persuasion.txt"),
-            input.join(format!("part{n}.txt")),
-        )
-        .unwrap();
-    }
+    let (_input, glob) = sample_copies(6);
     let out = tmp.path().join("out");
-    let (out_s, glob) = (
-        out.display().to_string(),
-        format!("{}/*.txt", input.display()),
-    );
+    let out_s = out.display().to_string();
     // About 600,000 instances: seconds of work, and more than the spill keeps in memory.
     let args = ["build", "-q", "--dupe-factor", "100", "-o", &out_s, &glob];
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_bert-pipeline"))
