@@ -25,6 +25,8 @@ use crate::mask::PaddingMask;
 // backend extension) → `linear` / `attention` (the WGSL and its launch) → `launch`.
 #[cfg(feature = "wgpu")]
 mod attention;
+#[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+mod cpu;
 #[cfg(feature = "wgpu")]
 mod dispatch;
 #[cfg(feature = "wgpu")]
@@ -35,10 +37,15 @@ mod launch;
 mod linear;
 
 /// `linear.forward(x)`, through the register-tiled kernel where [`uses_wgsl_kernels`] says so
-/// (float32, with a bias, sizes multiples of 4).
+/// (float32, with a bias, sizes multiples of 4), and on the CPU backend outside autodiff as
+/// one gemm call that adds the bias as it goes (`cpu.rs`).
 pub fn project(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     #[cfg(feature = "wgpu")]
     if let Some(y) = dispatch::linear(linear, &x) {
+        return y;
+    }
+    #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+    if let Some(y) = cpu::linear(linear, &x) {
         return y;
     }
     linear.forward(x)
