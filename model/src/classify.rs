@@ -39,6 +39,7 @@ pub struct SequenceClassifier {
     max_seq_length: usize,
     pad_id: u32,
     device: Device,
+    precision: Precision,
 }
 
 impl SequenceClassifier {
@@ -85,6 +86,7 @@ impl SequenceClassifier {
             max_seq_length,
             pad_id,
             device: device.clone(),
+            precision: Precision::Float32,
         })
     }
 
@@ -131,7 +133,12 @@ impl SequenceClassifier {
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
         check_device(precision, &self.device, "")?;
         self.model = compute_model(&self.model, precision);
+        self.precision = precision;
         Ok(self)
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The head's raw outputs (logits, or the regression value) for one padded batch, in

@@ -25,6 +25,8 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_batch_tokens: usize,
+    /// Inputs per forward pass at most (`usize::MAX`: only the token budget bounds it).
+    pub max_batch_inputs: usize,
     pub max_concurrent_requests: usize,
     pub max_client_batch_size: usize,
     pub max_input_length: usize,
@@ -624,12 +626,13 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
     };
     Json(json!({
         "model_id": state.model_id,
-        "model_dtype": "float32",
+        "model_dtype": state.model.precision().to_string(),
         "model_type": model_type,
         "dimension": dimension,
         "max_concurrent_requests": limits.max_concurrent_requests,
         "max_input_length": limits.max_input_length,
         "max_batch_tokens": limits.max_batch_tokens,
+        "max_batch_requests": (limits.max_batch_inputs != usize::MAX).then_some(limits.max_batch_inputs),
         "max_client_batch_size": limits.max_client_batch_size,
         "backend": state.backend,
         "version": env!("CARGO_PKG_VERSION"),

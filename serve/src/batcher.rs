@@ -132,13 +132,18 @@ impl Batcher {
     pub fn start(
         model: Model,
         max_batch_tokens: usize,
+        max_batch_inputs: usize,
         max_waiting: usize,
         metrics: Arc<Metrics>,
     ) -> (Self, std::thread::JoinHandle<()>) {
         let (queue, waiting) = mpsc::channel(max_waiting.max(1));
+        let bounds = BatchBounds {
+            tokens: max_batch_tokens,
+            inputs: max_batch_inputs.max(1),
+        };
         let worker = std::thread::Builder::new()
             .name("bert-serve-batcher".into())
-            .spawn(move || run(waiting, &model, max_batch_tokens, &metrics))
+            .spawn(move || run(waiting, &model, bounds, &metrics))
             .expect("a thread for the batcher");
         (Self { queue }, worker)
     }
@@ -152,13 +157,16 @@ impl Batcher {
     }
 }
 
+/// What one forward pass may hold: padded tokens, and inputs.
+#[derive(Clone, Copy)]
+struct BatchBounds {
+    tokens: usize,
+    inputs: usize,
+}
+
 /// The worker: until every sender is gone, take what is waiting and run it.
-fn run(
-    mut waiting: mpsc::Receiver<Job>,
-    model: &Model,
-    max_batch_tokens: usize,
-    metrics: &Metrics,
-) {
+fn run(mut waiting: mpsc::Receiver<Job>, model: &Model, bounds: BatchBounds, metrics: &Metrics) {
+    let max_batch_tokens = bounds.tokens;
     let mut next: Option<Job> = None;
     let mut last_batch = Duration::ZERO;
     loop {
@@ -205,7 +213,7 @@ fn run(
             }
         }
         let started = Instant::now();
-        run_jobs(jobs, model, max_batch_tokens, metrics);
+        run_jobs(jobs, model, bounds, metrics);
         last_batch = started.elapsed();
     }
 }
@@ -215,8 +223,8 @@ const MAX_COLLECT: Duration = Duration::from_millis(20);
 /// Collecting stops once no request has come for this long.
 const QUIET: Duration = Duration::from_millis(2);
 
-/// Run `jobs` in padded batches under the token budget and answer each.
-fn run_jobs(jobs: Vec<Job>, model: &Model, max_batch_tokens: usize, metrics: &Metrics) {
+/// Run `jobs` in padded batches within `bounds` and answer each.
+fn run_jobs(jobs: Vec<Job>, model: &Model, bounds: BatchBounds, metrics: &Metrics) {
     let started = Instant::now();
     for job in &jobs {
         metrics.queue_time(started.duration_since(job.queued));
@@ -237,7 +245,8 @@ fn run_jobs(jobs: Vec<Job>, model: &Model, max_batch_tokens: usize, metrics: &Me
     while start < order.len() {
         // Sorted longest first: the first input sets the padded length of the batch.
         let longest = length(order[start]).max(1);
-        let fit = (max_batch_tokens / longest).max(1);
+        // Cutting at `bounds.inputs` also keeps lengths alike: the inputs are sorted.
+        let fit = (bounds.tokens / longest).clamp(1, bounds.inputs);
         let end = (start + fit).min(order.len());
         let batch = &order[start..end];
         // Jobs of one batch may differ in `normalize` and `with_tokens`: compute what any

@@ -60,6 +60,14 @@ impl Model {
         })
     }
 
+    /// What the encoder computes in.
+    pub fn precision(&self) -> Precision {
+        match self {
+            Self::Embedding(e) => e.precision(),
+            Self::Classifier(c) => c.precision(),
+        }
+    }
+
     /// The longest input served, in tokens.
     pub fn max_seq_length(&self) -> usize {
         match self {
@@ -89,6 +97,7 @@ impl Server {
         let (batcher, worker) = batcher::Batcher::start(
             model.clone(),
             limits.max_batch_tokens,
+            limits.max_batch_inputs,
             limits.max_concurrent_requests,
             metrics.clone(),
         );

@@ -49,6 +49,11 @@ struct Args {
     /// Tokens (padded) per forward pass at most.
     #[arg(long, default_value_t = 16384)]
     max_batch_tokens: usize,
+    /// Inputs per forward pass at most, besides the token budget: a batch of sorted inputs
+    /// cut into passes of this many pads less. Default: 32 on the CPU (where larger batches
+    /// are no faster), no limit on GPU backends.
+    #[arg(long)]
+    max_batch_requests: Option<usize>,
     /// Requests waiting at most; more are answered 429.
     #[arg(long, default_value_t = 512)]
     max_concurrent_requests: usize,
@@ -116,6 +121,10 @@ async fn run(args: Args) -> Result<()> {
         args.max_batch_tokens
     );
     ensure!(
+        args.max_batch_requests != Some(0),
+        "--max-batch-requests must be at least 1"
+    );
+    ensure!(
         args.max_client_batch_size >= 1,
         "--max-client-batch-size must be at least 1"
     );
@@ -142,6 +151,11 @@ async fn run(args: Args) -> Result<()> {
     }
     let limits = Limits {
         max_batch_tokens: args.max_batch_tokens,
+        max_batch_inputs: match args.max_batch_requests {
+            Some(n) => n,
+            None if backend == BackendKind::Cpu => 32,
+            None => usize::MAX,
+        },
         max_concurrent_requests: args.max_concurrent_requests,
         max_client_batch_size: args.max_client_batch_size,
         max_input_length,

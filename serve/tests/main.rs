@@ -293,6 +293,11 @@ fn warmed_up_float16_server_serves_close_vectors() {
         "no warm-up on the CPU by default: {:?}",
         full.startup
     );
+    let info = |served: &Served| -> Value { serde_json::from_str(&served.get("/info").1).unwrap() };
+    let (full_info, half_info) = (info(&full), info(&half));
+    assert_eq!(full_info["model_dtype"], "float32");
+    assert_eq!(half_info["model_dtype"], "float16");
+    assert_eq!(full_info["max_batch_requests"], 32, "the CPU's default");
     let body =
         json!({ "inputs": ["A man is eating.", "The stock market fell sharply on Monday."] });
     let (a, b) = (full.json("/embed", body.clone()), half.json("/embed", body));
