@@ -18,11 +18,35 @@ pub(super) fn linear(linear: &Linear, x: &Tensor<3>) -> Option<Tensor<3>> {
     let bias = flex_f32(linear.bias.as_ref()?.val())?;
     let weight = flex_f32(linear.weight.val())?;
     let input = flex_f32(x.clone())?;
-    let out = gemm_linear(&input, &weight, &bias)?;
-    Some(Tensor::from_dispatch(DispatchTensor {
-        kind: DispatchTensorKind::Flex(BackendTensor::Float(out)),
+    Some(wrap(gemm_linear(&input, &weight, &bias)?))
+}
+
+/// Several projections of the same input at once (the query, key and value of a layer), side
+/// by side on the thread pool: one fork-join for the three instead of one each. `None` where
+/// [`linear`] does not apply.
+pub(super) fn linears<const N: usize>(
+    linears: [&Linear; N],
+    x: &Tensor<3>,
+) -> Option<[Tensor<3>; N]> {
+    use rayon::prelude::*;
+    let input = flex_f32(x.clone())?;
+    let parts = linears
+        .iter()
+        .map(|l| Some((flex_f32(l.weight.val())?, flex_f32(l.bias.as_ref()?.val())?)))
+        .collect::<Option<Vec<_>>>()?;
+    let outs = parts
+        .par_iter()
+        .map(|(w, b)| gemm_linear(&input, w, b))
+        .collect::<Option<Vec<_>>>()?;
+    let tensors: Vec<Tensor<3>> = outs.into_iter().map(wrap).collect();
+    tensors.try_into().ok()
+}
+
+fn wrap<const D: usize>(t: FlexTensor) -> Tensor<D> {
+    Tensor::from_dispatch(DispatchTensor {
+        kind: DispatchTensorKind::Flex(BackendTensor::Float(t)),
         autodiff: DispatchAutodiffContext::Disabled,
-    }))
+    })
 }
 
 /// The flex tensor behind `t`, if it is a plain (not autodiff) float32 CPU tensor.

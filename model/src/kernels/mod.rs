@@ -55,6 +55,16 @@ pub fn project(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     linear.forward(x)
 }
 
+/// `[project(a, x), project(b, x), ...]`: on the CPU backend outside autodiff the projections
+/// run side by side (the query, key and value of a layer share their input).
+pub fn project_all<const N: usize>(linears: [&Linear; N], x: Tensor<3>) -> [Tensor<3>; N] {
+    #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+    if let Some(ys) = cpu::linears(linears, &x) {
+        return ys;
+    }
+    linears.map(|l| project(l, x.clone()))
+}
+
 /// Multi-head `softmax(QKᵀ/√d + mask)·V` on `[batch, seq, hidden]` projections, returning the
 /// context in the same layout; `None` where [`uses_wgsl_kernels`] says no (or the head size is
 /// not a multiple of 4), and the caller runs burn's attention.

@@ -8,7 +8,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::BertConfig;
-use crate::kernels::{self, project};
+use crate::kernels::{self, project, project_all};
 use crate::mask::PaddingMask;
 
 /// HF: `attention.self` (`self` is a Rust keyword, hence the longer field name).
@@ -38,9 +38,7 @@ impl BertSelfAttention {
         let [batch, seq, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
-        let q = project(&self.query, x.clone());
-        let k = project(&self.key, x.clone());
-        let v = project(&self.value, x);
+        let [q, k, v] = project_all([&self.query, &self.key, &self.value], x);
         let training = is_training(&q);
         if !training && let Some(context) = kernels::attention(&q, &k, &v, mask, heads) {
             return context;
