@@ -57,6 +57,11 @@ impl core::fmt::Display for BackendKind {
 }
 
 impl BackendKind {
+    /// `--pad-to-multiple-of N` where given, else [`Self::default_pad_multiple`].
+    pub fn pad_multiple(self, requested: Option<usize>) -> usize {
+        requested.unwrap_or_else(|| self.default_pad_multiple())
+    }
+
     /// `--pad-to-multiple-of`'s default: GPU backends compile (and tune) kernels for every new
     /// sequence length, so their batches are padded to multiples of 32; the CPU pays only for
     /// the extra tokens, so its batches end at their longest row (BENCHMARKS.md measures it).

@@ -131,7 +131,7 @@ impl SequenceClassifier {
 
     /// Compute in `precision` (the weights cast once); an error where the device lacks it.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
-        check_device(precision, &self.device, "")?;
+        check_device(precision, &self.device)?;
         self.model = compute_model(&self.model, precision);
         self.precision = precision;
         Ok(self)

@@ -92,16 +92,12 @@ pub fn to_f32<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
     }
 }
 
-/// A clear error when `device` (of `--backend backend`) has no arithmetic in `precision`.
-pub fn check_device(
-    precision: Precision,
-    device: &Device,
-    backend: impl core::fmt::Display,
-) -> Result<()> {
+/// A clear error when `device` has no arithmetic in `precision`.
+pub fn check_device(precision: Precision, device: &Device) -> Result<()> {
     if let Some(dtype) = precision.compute_dtype() {
         let message: String = alloc::format!(
-            "--dtype {precision}: the {backend} device {device:?} has no {precision} arithmetic \
-             (wgpu needs the adapter's shader-f16 feature for float16)"
+            "--dtype {precision}: the device {device:?} has no {precision} arithmetic (wgpu \
+             needs the adapter's shader-f16 feature for float16)"
         );
         ensure!(device.supports_dtype(dtype), message);
     }

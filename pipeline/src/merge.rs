@@ -146,19 +146,14 @@ pub fn merge(inputs: &[PathBuf], output: Option<&Path>) -> Result<(PathBuf, Mani
     Ok((path, merged))
 }
 
-/// `key: a vs b` for every top-level field in which two records differ.
+/// `key: a vs b` for every field in which two records differ.
 fn differences<T: serde::Serialize>(a: &T, b: &T) -> Result<Vec<String>> {
     let (a, b) = (serde_json::to_value(a)?, serde_json::to_value(b)?);
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return Ok(vec![format!("{a} vs {b}")]);
-    };
-    Ok(a.iter()
-        .filter(|(k, v)| b.get(*k) != Some(*v))
-        .map(|(k, v)| {
-            format!(
-                "{k}: {v} vs {}",
-                b.get(k).unwrap_or(&serde_json::Value::Null)
-            )
-        })
-        .collect())
+    Ok(match bert_core::settings::differing_fields(&a, &b) {
+        Some(fields) => fields
+            .into_iter()
+            .map(|(k, a, b)| format!("{k}: {a} vs {b}"))
+            .collect(),
+        None => vec![format!("{a} vs {b}")],
+    })
 }

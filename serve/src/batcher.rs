@@ -34,12 +34,15 @@ impl Model {
     /// requests do not wait for that. Returns the number of batches run.
     pub fn warm_up(&self, max_batch_tokens: usize, pad_multiple: usize) -> Result<usize> {
         let max_len = self.max_seq_length();
-        let step = pad_multiple.max(1);
-        let mut lengths: Vec<usize> = (1..)
-            .map(|i| i * step)
-            .take_while(|&n| n < max_len)
-            .filter(|&n| step > 1 && n >= 3)
-            .collect();
+        // Unpadded batches (the CPU) have a shape per length: there only the longest is run.
+        let mut lengths: Vec<usize> = if pad_multiple > 1 {
+            (pad_multiple..max_len)
+                .step_by(pad_multiple)
+                .filter(|&n| n >= 3)
+                .collect()
+        } else {
+            Vec::new()
+        };
         lengths.push(max_len);
         let mut batches = 0;
         for len in lengths {

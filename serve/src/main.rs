@@ -104,9 +104,7 @@ async fn run(args: Args) -> Result<()> {
     let options = ModelOptions {
         max_input_length: args.max_input_length,
         precision: args.dtype.parse::<Precision>()?,
-        pad_multiple: args
-            .pad_to_multiple_of
-            .unwrap_or_else(|| backend.default_pad_multiple()),
+        pad_multiple: backend.pad_multiple(args.pad_to_multiple_of),
     };
     let model = tokio::task::spawn_blocking(move || -> Result<Model> {
         let dir = ModelSource::pretrained_dir(&model, &dataset, revision)?;
@@ -135,7 +133,7 @@ async fn run(args: Args) -> Result<()> {
     let warm_up = if args.warmup || args.no_warmup {
         args.warmup
     } else {
-        backend.default_pad_multiple() > 1
+        backend != BackendKind::Cpu
     };
     if warm_up {
         let started = std::time::Instant::now();

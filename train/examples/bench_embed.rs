@@ -54,10 +54,7 @@ fn main() -> Result<()> {
         .with_batch_size(args.batch_size)?
         .with_token_embeddings(false)
         .with_precision(precision)?
-        .with_pad_multiple(
-            args.pad_to_multiple_of
-                .unwrap_or_else(|| backend.default_pad_multiple()),
-        )?;
+        .with_pad_multiple(backend.pad_multiple(args.pad_to_multiple_of))?;
 
     // Warm-up: kernel compilation/autotuning on GPU backends, allocator pools everywhere.
     embedder.embed(&sentences[..sentences.len().min(4 * args.batch_size)])?;

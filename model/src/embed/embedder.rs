@@ -196,7 +196,7 @@ impl BertEmbedding {
     /// the encoder reads); sentence vectors are pooled and normalised in float32. An error
     /// where the device has no such arithmetic.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
-        check_device(precision, &self.device, "")?;
+        check_device(precision, &self.device)?;
         if precision != self.precision {
             if self.precision != Precision::Float32 {
                 bail!(

@@ -180,10 +180,7 @@ fn run(args: Args) -> Result<()> {
         .with_batch_size(args.batch_size)?
         .with_token_embeddings(with_tokens)
         .with_precision(args.dtype.parse::<Precision>()?)?
-        .with_pad_multiple(
-            args.pad_to_multiple_of
-                .unwrap_or_else(|| backend.default_pad_multiple()),
-        )?;
+        .with_pad_multiple(backend.pad_multiple(args.pad_to_multiple_of))?;
 
     let rows = embedder.embed(&sentences)?;
     if let Some(i) = rows

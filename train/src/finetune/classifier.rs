@@ -383,7 +383,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
     let device = config
         .backend
         .device_at(config.gpus[0], config.gpus.len())?;
-    check_device(config.dtype, &device, config.backend)?;
+    check_device(config.dtype, &device)?;
     let device = if config.only_inference {
         device
     } else {
@@ -464,7 +464,7 @@ pub fn run_classifier(config: &ClassifierConfig) -> Result<ClassifierSummary> {
         .map(|&g| Ok(config.backend.device_at(g, ranks)?.autodiff()))
         .collect::<Result<Vec<_>>>()?;
     for d in &devices {
-        check_device(config.dtype, d, config.backend)?;
+        check_device(config.dtype, d)?;
     }
     let settings = EpochSettings {
         examples: n,

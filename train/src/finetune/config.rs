@@ -99,8 +99,7 @@ impl ClassifierConfig {
     /// Reject flag values no run can use, naming the flag.
     /// `--pad-to-multiple-of`, or the backend's default.
     pub fn pad_multiple(&self) -> usize {
-        self.pad_to_multiple_of
-            .unwrap_or_else(|| self.backend.default_pad_multiple())
+        self.backend.pad_multiple(self.pad_to_multiple_of)
     }
 
     /// The settings that decide the trajectory: a checkpoint continues only a run with the

@@ -62,8 +62,7 @@ impl PretrainConfig {
     /// `--pad-to-multiple-of`, or the backend's default: exact batches on the CPU, a few fixed
     /// shapes on GPU backends (`BatchShape::padded`).
     pub fn pad_multiple(&self) -> usize {
-        self.pad_to_multiple_of
-            .unwrap_or_else(|| self.backend.default_pad_multiple())
+        self.backend.pad_multiple(self.pad_to_multiple_of)
     }
 
     /// GluonNLP's defaults for everything but the shards.

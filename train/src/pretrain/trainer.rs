@@ -333,7 +333,7 @@ pub fn train_in(
                     .backend
                     .device_at(g + offset, local_ranks)?
                     .autodiff();
-                check_device(config.dtype, &device, config.backend)?;
+                check_device(config.dtype, &device)?;
                 Ok(device)
             })
             .collect::<Result<Vec<_>>>(),

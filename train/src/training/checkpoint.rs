@@ -30,6 +30,8 @@ use super::precision::LossScale;
 pub const STATE_VERSION: u32 = 2;
 const PREFIX: &str = "step-";
 const SUMS: &str = "SHA256SUMS";
+/// What a checkpoint holds, every file hashed in `SHA256SUMS`.
+const FILES: [&str; 3] = ["model.bpk", "optimizer.bpk", "state.json"];
 
 /// `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +139,7 @@ fn read_verified(dir: &Path) -> Result<TrainState> {
         )
     })?;
     let mut listed = Vec::new();
+    let mut state_bytes = None;
     for line in sums.lines() {
         let Some((hash, name)) = line.split_once("  ") else {
             bail!("{} has a malformed line {line:?}", sums_path.display());
@@ -154,19 +157,21 @@ fn read_verified(dir: &Path) -> Result<TrainState> {
             "{} is damaged (sha256 {actual}, {SUMS} says {hash})",
             path.display()
         );
+        if name == "state.json" {
+            state_bytes = Some(bytes);
+        }
         listed.push(name.to_string());
     }
-    for required in ["model.bpk", "optimizer.bpk", "state.json"] {
+    for required in FILES {
         ensure!(
             listed.iter().any(|n| n == required),
             "{} does not list {required}",
             sums_path.display()
         );
     }
+    // Parsed from the very bytes that were verified.
     let path = dir.join("state.json");
-    let text =
-        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let state: TrainState = serde_json::from_str(&text)
+    let state: TrainState = serde_json::from_slice(&state_bytes.unwrap_or_default())
         .with_context(|| format!("{} is not a bert-train checkpoint state", path.display()))?;
     ensure!(
         state.format_version == STATE_VERSION,
@@ -301,7 +306,7 @@ pub fn save<M: ModuleSnapshot>(
     fs::write(&state_path, serde_json::to_vec_pretty(state)?)
         .with_context(|| format!("cannot write {}", state_path.display()))?;
     sync_file(&state_path)?;
-    write_sums(tmp.path(), &["model.bpk", "optimizer.bpk", "state.json"])?;
+    write_sums(tmp.path(), &FILES)?;
 
     let final_dir = ckpt_dir.join(step_dir_name(state.step));
     if final_dir.exists() {
@@ -384,18 +389,11 @@ pub fn load<M: ModuleSnapshot>(
 
 /// Name the settings that differ between a checkpoint and this run.
 pub fn differing_keys(saved: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
-    let (Some(saved), Some(now)) = (saved.as_object(), now.as_object()) else {
-        return vec!["(all)".into()];
-    };
-    let keys: std::collections::BTreeSet<&String> = saved.keys().chain(now.keys()).collect();
-    keys.into_iter()
-        .filter(|k| saved.get(*k) != now.get(*k))
-        .map(|k| {
-            format!(
-                "{k}: {} then, {} now",
-                saved.get(k).unwrap_or(&serde_json::Value::Null),
-                now.get(k).unwrap_or(&serde_json::Value::Null)
-            )
-        })
-        .collect()
+    match bert_core::settings::differing_fields(saved, now) {
+        Some(fields) => fields
+            .into_iter()
+            .map(|(k, then, now)| format!("{k}: {then} then, {now} now"))
+            .collect(),
+        None => vec!["(all)".into()],
+    }
 }

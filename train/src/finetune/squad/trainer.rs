@@ -249,7 +249,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
     let base = config
         .backend
         .device_at(config.gpus[0], config.gpus.len())?;
-    check_device(config.dtype, &base, config.backend)?;
+    check_device(config.dtype, &base)?;
     let device = if training { base.autodiff() } else { base };
     let bert_config = &files.config;
     let model = match &config.model {
@@ -304,7 +304,7 @@ pub fn run_squad(config: &SquadConfig) -> Result<SquadSummary> {
         let mut devices = vec![device.clone()];
         for &g in &config.gpus[1..] {
             let other = config.backend.device_at(g, ranks)?;
-            check_device(config.dtype, &other, config.backend)?;
+            check_device(config.dtype, &other)?;
             devices.push(other.autodiff());
         }
         let settings = EpochSettings {
