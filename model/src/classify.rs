@@ -12,6 +12,7 @@ use tokenizers::{EncodeInput, Encoding, Tokenizer};
 use crate::checkpoint::{
     HfTensors, load_bert_for_sequence_classification, load_tokenizer, read_config, weights_path,
 };
+use crate::kernels;
 use crate::modules::{BertForSequenceClassification, BertInput};
 use crate::precision::{Precision, check_device, compute_model};
 
@@ -80,7 +81,7 @@ impl SequenceClassifier {
         let tokenizer = load_tokenizer(dir, max_seq_length, None)?;
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
         Ok(Self {
-            model,
+            model: model.prepacked(),
             tokenizer,
             outputs,
             max_seq_length,
@@ -132,7 +133,7 @@ impl SequenceClassifier {
     /// Compute in `precision` (the weights cast once); an error where the device lacks it.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
         check_device(precision, &self.device)?;
-        self.model = compute_model(&self.model, precision);
+        self.model = compute_model(&self.model, precision).prepacked();
         self.precision = precision;
         Ok(self)
     }
@@ -152,9 +153,7 @@ impl SequenceClassifier {
         let longest = ids.iter().map(|s| s.len()).max().unwrap_or(0);
         let input = BertInput::padded(&ids, Some(&segments), self.pad_id, longest, &self.device)?;
         let n = self.model.num_labels();
-        let flat = self
-            .model
-            .forward(input)
+        let flat = kernels::on_cpu_pool(&self.device, || self.model.forward(input))
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()

@@ -5,7 +5,7 @@
 
 use bert_model::BackendKind;
 use bert_model::PaddingMask;
-use bert_model::kernels::{attention, project, uses_wgsl_kernels};
+use bert_model::kernels::{Prepacked, attention, project, uses_wgsl_kernels};
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
@@ -60,7 +60,7 @@ fn projections_on_wgpu_match_burn_linear_on_the_cpu() {
     for (shape, out, bias) in cases {
         let layer = LinearConfig::new(shape[2], out).with_bias(bias).init(&cpu);
         let x = Tensor::<3>::random(shape, Distribution::Uniform(-1.0, 1.0), &cpu);
-        let got = project(&copy_to(&layer, &gpu), to(&x, &gpu));
+        let got = project(&copy_to(&layer, &gpu), &Prepacked::default(), to(&x, &gpu));
         let error = max_abs_difference(got, layer.forward(x));
         assert!(
             error <= 1e-4,

@@ -7,6 +7,7 @@ use tokenizers::{Encoding, Tokenizer, TruncationParams};
 use super::oov::{OovWay, fold_pieces};
 use super::pooling::{Pooling, l2_normalize, pool};
 use crate::checkpoint::{HfTensors, load_bert_model};
+use crate::kernels;
 use crate::modules::{BertConfig, BertInput, BertModel};
 use crate::precision::{Precision, check_device, compute_model, to_f32};
 
@@ -175,7 +176,7 @@ impl BertEmbedding {
         tokenizer.with_padding(None);
         Ok(Self {
             max_seq_length: config.max_position_embeddings,
-            model,
+            model: model.prepacked(),
             config,
             tokenizer,
             device: device.clone(),
@@ -204,7 +205,7 @@ impl BertEmbedding {
                     self.precision
                 );
             }
-            self.model = compute_model(&self.model, precision);
+            self.model = compute_model(&self.model, precision).prepacked();
             self.precision = precision;
         }
         Ok(self)
@@ -453,7 +454,9 @@ impl BertEmbedding {
             .min(self.max_seq_length.max(longest));
         let input = BertInput::padded(&rows, None, self.pad_id, seq, &self.device)?;
         let mask = input.attention_mask.clone();
-        let hidden = to_f32(self.model.forward(input).last_hidden_state);
+        let hidden = kernels::on_cpu_pool(&self.device, || {
+            to_f32(self.model.forward(input).last_hidden_state)
+        });
         let mut sentence = pool(options.pooling, hidden.clone(), mask);
         if options.normalize {
             sentence = l2_normalize(sentence);
@@ -507,7 +510,7 @@ impl BertEmbedding {
         let tensors = HfTensors::from_file(weights)?;
         let (model, report) = load_bert_model(&self.config, &tensors, &self.device)
             .with_context(|| format!("reloading {}", weights.display()))?;
-        self.model = compute_model(&model, self.precision);
+        self.model = compute_model(&model, self.precision).prepacked();
         Ok(report)
     }
 }

@@ -18,7 +18,11 @@
 //!
 //! On burn's CPU backend (flex) outside autodiff, [`project`] is one `gemm` call that starts
 //! from the bias and shares the work between threads from a smaller size than flex's matmul
-//! (`cpu.rs`): at batch 1 a sentence's projections otherwise ran on one core.
+//! (`cpu.rs`): at batch 1 a sentence's projections otherwise ran on one core. For inference
+//! the modules also hold their weights packed for it ([`Prepacked`], filled by
+//! `BertModel::prepacked`), a layer's query, key and value as one job list.
+
+use alloc::sync::Arc;
 
 use burn::nn::Linear;
 use burn::prelude::*;
@@ -40,29 +44,87 @@ mod launch;
 #[cfg(feature = "wgpu")]
 mod linear;
 
-/// `linear.forward(x)`, through the register-tiled kernel where [`uses_wgsl_kernels`] says so
-/// (float32, with a bias, sizes multiples of 4), and on the CPU backend outside autodiff as
-/// one gemm call that adds the bias as it goes (`cpu.rs`).
-pub fn project(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
-    #[cfg(feature = "wgpu")]
-    if let Some(y) = dispatch::linear(linear, &x) {
-        return y;
+#[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+use cpu::Packed;
+/// Nothing to pack where there is no CPU backend.
+#[cfg(not(all(feature = "cpu", not(target_arch = "wasm32"))))]
+#[derive(Debug)]
+enum Packed {}
+
+/// A module's projection weights packed for the CPU backend's gemm at inference, or nothing
+/// (other backends, training, or not asked for). The packing proves itself current before
+/// each use (it holds the tensors it was made from), so a module whose weights change since
+/// simply takes the unpacked path.
+#[derive(Clone, Debug, Default)]
+pub struct Prepacked(Option<Arc<Packed>>);
+
+impl Prepacked {
+    /// `linears` (projections of one input) packed where they are float32 CPU tensors outside
+    /// autodiff; nothing elsewhere.
+    pub fn of(linears: &[&Linear]) -> Self {
+        #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+        return Self(Packed::new(linears).map(Arc::new));
+        #[cfg(not(all(feature = "cpu", not(target_arch = "wasm32"))))]
+        {
+            let _ = linears;
+            Self(None)
+        }
     }
-    #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
-    if let Some(y) = cpu::linear(linear, &x) {
-        return y;
+
+    pub fn is_packed(&self) -> bool {
+        self.0.is_some()
     }
-    linear.forward(x)
 }
 
-/// `[project(a, x), project(b, x), ...]`: on the CPU backend outside autodiff the projections
-/// run side by side (the query, key and value of a layer share their input).
-pub fn project_all<const N: usize>(linears: [&Linear; N], x: Tensor<3>) -> [Tensor<3>; N] {
+/// `linear.forward(x)`, through the register-tiled kernel where [`uses_wgsl_kernels`] says so
+/// (float32, with a bias, sizes multiples of 4), and on the CPU backend outside autodiff as
+/// one gemm call that adds the bias as it goes (`cpu.rs`), from `packed` weights where the
+/// module has them.
+pub fn project(linear: &Linear, packed: &Prepacked, x: Tensor<3>) -> Tensor<3> {
+    let [y] = project_all([linear], packed, x);
+    y
+}
+
+/// `[project(a, x), project(b, x), ...]` for projections of one input (a layer's query, key
+/// and value): on the CPU backend outside autodiff they run side by side, from `packed`
+/// weights (all of them, in this order) where the module has them.
+pub fn project_all<const N: usize>(
+    linears: [&Linear; N],
+    packed: &Prepacked,
+    x: Tensor<3>,
+) -> [Tensor<3>; N] {
+    #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+    if let Some(ys) = packed.0.as_ref().and_then(|p| p.forward(linears, &x)) {
+        return ys;
+    }
+    #[cfg(not(all(feature = "cpu", not(target_arch = "wasm32"))))]
+    let _ = packed;
     #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
     if let Some(ys) = cpu::linears(linears, &x) {
         return ys;
     }
-    linears.map(|l| project(l, x.clone()))
+    linears.map(|linear| {
+        #[cfg(feature = "wgpu")]
+        if let Some(y) = dispatch::linear(linear, &x) {
+            return y;
+        }
+        linear.forward(x.clone())
+    })
+}
+
+/// `f()` (an inference pass) run on the CPU backend's thread pool when `device` is the CPU:
+/// every parallel step inside (the projections, burn's own ops) then shares its work with the
+/// pool's other threads directly, instead of waking the pool from outside and putting this
+/// thread to sleep until it is done — a futex round trip per step, 7 % at batch 1. Elsewhere
+/// `f` runs here.
+pub fn on_cpu_pool<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+    if matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) {
+        // `scope` runs its body on a pool thread when called from outside the pool.
+        return rayon::scope(|_| f());
+    }
+    let _ = device;
+    f()
 }
 
 /// Multi-head `softmax(QKᵀ/√d + mask)·V` on `[batch, seq, hidden]` projections, returning the

