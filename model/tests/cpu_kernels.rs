@@ -3,7 +3,7 @@
 //! layer's three projections packed as one, and weights replaced after packing.
 
 use bert_model::BackendKind;
-use bert_model::kernels::{Prepacked, project, project_all};
+use bert_model::kernels::{Prepacked, project, project_all, project_gelu};
 use bert_model::precision::Precision;
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
@@ -101,5 +101,24 @@ fn half_precision_and_bias_free_projections_are_not_packed() {
     assert!(
         !Prepacked::of(&[&no_bias]).is_packed(),
         "a projection without bias packed"
+    );
+}
+
+#[test]
+fn packed_projection_with_gelu_matches_burn() {
+    let cpu = BackendKind::Cpu.device().unwrap();
+    let linear = layer(48, 200, &cpu);
+    let packed = Prepacked::of(&[&linear]);
+    let x = Tensor::<3>::random([2, 11, 48], Distribution::Uniform(-2.0, 2.0), &cpu);
+    let got = project_gelu(&linear, &packed, &x).expect("packed on the CPU");
+    let error = max_abs_difference(
+        got,
+        burn::tensor::activation::gelu(linear.forward(x.clone())),
+    );
+    assert!(error <= 1e-4, "max |fused − burn| = {error}");
+    let unpacked = Prepacked::default();
+    assert!(
+        project_gelu(&linear, &unpacked, &x).is_none(),
+        "fused without packing"
     );
 }

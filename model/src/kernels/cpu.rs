@@ -211,12 +211,14 @@ impl Packed {
             })
     }
 
-    /// `[x @ W_i + b_i]` for the projections packed, or `None` where `x` or the modules do not
-    /// match the panels (another backend or dtype, weights replaced since).
+    /// `[then(x @ W_i + b_i)]` for the projections packed, `then` applied in place to each
+    /// block of outputs as soon as it is computed (still in cache); `None` where `x` or the
+    /// modules do not match the panels (another backend or dtype, weights replaced since).
     pub fn forward<const N: usize>(
         &self,
         linears: [&Linear; N],
         x: &Tensor<3>,
+        then: Option<fn(&mut [f32])>,
     ) -> Option<[Tensor<3>; N]> {
         if !self.packs(&linears) {
             return None;
@@ -285,6 +287,15 @@ impl Packed {
                     false,
                     gemm::Parallelism::None,
                 );
+            }
+            if let Some(then) = then {
+                for r in row..row + rows {
+                    // SAFETY: this task's own columns of row r, written just above.
+                    let out = unsafe {
+                        core::slice::from_raw_parts_mut(dsts[index].0.add(r * n + first), width)
+                    };
+                    then(out);
+                }
             }
         };
         let tasks = self.jobs.len() * row_blocks;

@@ -85,6 +85,22 @@ pub fn project(linear: &Linear, packed: &Prepacked, x: Tensor<3>) -> Tensor<3> {
     y
 }
 
+/// `gelu(project(linear, packed, x))` (exact GELU) in one pass where the weights are packed
+/// for the CPU: each block of outputs is activated while still in cache. `None` elsewhere.
+pub fn project_gelu(linear: &Linear, packed: &Prepacked, x: &Tensor<3>) -> Option<Tensor<3>> {
+    #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
+    {
+        let gelu: fn(&mut [f32]) = crate::modules::gelu::gelu_slice;
+        let [y] = packed.0.as_ref()?.forward([linear], x, Some(gelu))?;
+        Some(y)
+    }
+    #[cfg(not(all(feature = "cpu", not(target_arch = "wasm32"))))]
+    {
+        let _ = (linear, packed, x);
+        None
+    }
+}
+
 /// `[project(a, x), project(b, x), ...]` for projections of one input (a layer's query, key
 /// and value): on the CPU backend outside autodiff they run side by side, from `packed`
 /// weights (all of them, in this order) where the module has them.
@@ -94,7 +110,7 @@ pub fn project_all<const N: usize>(
     x: Tensor<3>,
 ) -> [Tensor<3>; N] {
     #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
-    if let Some(ys) = packed.0.as_ref().and_then(|p| p.forward(linears, &x)) {
+    if let Some(ys) = packed.0.as_ref().and_then(|p| p.forward(linears, &x, None)) {
         return ys;
     }
     #[cfg(not(all(feature = "cpu", not(target_arch = "wasm32"))))]

@@ -43,7 +43,8 @@ pub fn gelu_in_place(values: &mut [f32]) {
     gelu_slice(values);
 }
 
-fn gelu_slice(values: &mut [f32]) {
+/// `x ← x · Φ(x)` on one thread.
+pub fn gelu_slice(values: &mut [f32]) {
     for x in values.iter_mut() {
         *x = 0.5 * *x * (1.0 + erf(*x * core::f32::consts::FRAC_1_SQRT_2));
     }

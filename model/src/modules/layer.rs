@@ -7,7 +7,7 @@ use burn::tensor::activation::{gelu_approximate, relu};
 use super::attention::BertAttention;
 use super::config::{Activation, BertConfig};
 use super::gelu::gelu;
-use crate::kernels::{Prepacked, project};
+use crate::kernels::{self, Prepacked, project};
 use crate::mask::PaddingMask;
 
 /// Applies `hidden_act`; GELU is the exact erf form, as in HF's BERT.
@@ -39,6 +39,11 @@ impl BertIntermediate {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        if self.act == Activation::Gelu
+            && let Some(y) = kernels::project_gelu(&self.dense, &self.prepacked, &x)
+        {
+            return y;
+        }
         activate(self.act, project(&self.dense, &self.prepacked, x))
     }
 }
