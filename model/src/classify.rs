@@ -81,7 +81,7 @@ impl SequenceClassifier {
         let tokenizer = load_tokenizer(dir, max_seq_length, None)?;
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
         Ok(Self {
-            model: model.prepacked(),
+            model: model.for_inference(),
             tokenizer,
             outputs,
             max_seq_length,
@@ -133,7 +133,7 @@ impl SequenceClassifier {
     /// Compute in `precision` (the weights cast once); an error where the device lacks it.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
         check_device(precision, &self.device)?;
-        self.model = compute_model(&self.model, precision).prepacked();
+        self.model = compute_model(&self.model, precision).for_inference();
         self.precision = precision;
         Ok(self)
     }

@@ -2,6 +2,7 @@
 //! layer (`modules::attention`) and by the WGSL attention kernel (`kernels`).
 
 use burn::prelude::*;
+use burn::tensor::IndexingUpdateOp;
 
 /// Which keys a query may attend to: `true` marks padding. Shape `[batch, 1, 1, seq]`, built
 /// once per batch and broadcast over heads and queries by every layer.
@@ -13,5 +14,70 @@ impl PaddingMask {
     pub fn from_attention_mask(attention_mask: Tensor<2, Int>) -> Self {
         let [batch, seq] = attention_mask.dims();
         Self(attention_mask.equal_elem(0).reshape([batch, 1, 1, seq]))
+    }
+}
+
+/// The real (not padding) tokens of a batch, for running the row-wise work — projections,
+/// feed-forward, LayerNorm — on them alone: `[batch, seq, hidden]` ↔ `[1, real tokens, hidden]`.
+/// Only attention needs the padded layout. Used on the CPU at inference, where a padded token
+/// costs as much as a real one (GPUs keep padded shapes: every new shape compiles kernels).
+#[derive(Debug, Clone)]
+pub struct RealRows {
+    /// Positions of the real tokens in the flattened `[batch · seq]`.
+    index: Tensor<1, Int>,
+    batch: usize,
+    seq: usize,
+}
+
+impl RealRows {
+    /// For a batch with padding on the CPU backend outside autodiff; `None` elsewhere, or
+    /// where less than an eighth of the batch is padding (moving the rows would cost more
+    /// than it saves).
+    pub fn on_cpu(attention_mask: &Tensor<2, Int>) -> Option<Self> {
+        let device = attention_mask.device();
+        #[cfg(feature = "cpu")]
+        let on_cpu = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_));
+        #[cfg(not(feature = "cpu"))]
+        let on_cpu = false;
+        if !on_cpu || device.is_autodiff() {
+            return None;
+        }
+        let [batch, seq] = attention_mask.dims();
+        let mask = attention_mask
+            .to_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .ok()?;
+        let real: alloc::vec::Vec<i64> = (0..batch * seq)
+            .filter(|&i| mask[i] != 0)
+            .map(|i| i as i64)
+            .collect();
+        let tokens = real.len();
+        if 8 * (batch * seq - tokens) < batch * seq {
+            return None;
+        }
+        let index = Tensor::from_data(TensorData::new(real, [tokens]), &device);
+        Some(Self { index, batch, seq })
+    }
+
+    /// `[batch, seq, hidden]` → `[1, real tokens, hidden]`.
+    pub fn gather(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, seq, hidden] = x.dims();
+        x.reshape([batch * seq, hidden])
+            .select(0, self.index.clone())
+            .unsqueeze_dim(0)
+    }
+
+    /// `[1, real tokens, hidden]` → `[batch, seq, hidden]`, zeros at the padding.
+    pub fn scatter(&self, x: Tensor<3>) -> Tensor<3> {
+        let [_, tokens, hidden] = x.dims();
+        Tensor::zeros([self.batch * self.seq, hidden], (&x.device(), x.dtype()))
+            .select_assign(
+                0,
+                self.index.clone(),
+                x.reshape([tokens, hidden]),
+                IndexingUpdateOp::Add,
+            )
+            .reshape([self.batch, self.seq, hidden])
     }
 }

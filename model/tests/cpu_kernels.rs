@@ -122,3 +122,46 @@ fn packed_projection_with_gelu_matches_burn() {
         "fused without packing"
     );
 }
+
+/// A batch with much padding runs its real tokens alone (`RealRows`) on the CPU: every vector
+/// must equal the one its input gets alone in a batch of one (no padding at all).
+#[test]
+fn skipping_padding_changes_no_vector() {
+    let cpu = BackendKind::Cpu.device().unwrap();
+    let dir = test_support::repo_root().join("models/all-MiniLM-L6-v2");
+    let (embedder, _) = bert_model::BertEmbedding::from_dir(&dir, &cpu).unwrap();
+    let long: Vec<u32> = (0..60).map(|i| 2000 + i * 7).collect();
+    let batch: Vec<Vec<u32>> = vec![
+        long,
+        vec![101, 7592, 102],
+        vec![101, 2023, 2003, 1037, 3231, 102],
+        vec![101, 102],
+    ];
+    let together = embedder.embed_ids(&batch, false, true).unwrap();
+    for (ids, got) in batch.iter().zip(&together) {
+        let alone = &embedder
+            .embed_ids(std::slice::from_ref(ids), false, true)
+            .unwrap()[0];
+        let worst = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max)
+        };
+        let sentence = worst(&got.sentence, &alone.sentence);
+        assert!(
+            sentence <= 1e-5,
+            "{} tokens: sentence vectors differ by {sentence}",
+            ids.len()
+        );
+        assert_eq!(got.tokens.len(), ids.len());
+        for (a, b) in got.tokens.iter().zip(&alone.tokens) {
+            let token = worst(a, b);
+            assert!(
+                token <= 1e-5,
+                "{} tokens: token vectors differ by {token}",
+                ids.len()
+            );
+        }
+    }
+}

@@ -13,6 +13,7 @@ use bert_model::BertEmbedding;
 use bert_model::classify::{PairIds, SequenceClassifier};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::api::Limits;
 use crate::metrics::Metrics;
 
 /// What one input comes back as from an embedding model: its sentence vector, and its token
@@ -132,17 +133,17 @@ pub struct Batcher {
 
 impl Batcher {
     /// Start the worker thread that owns `model`.
+    /// `limits.max_concurrent_requests` may wait; passes are bounded as `limits` says.
     pub fn start(
         model: Model,
-        max_batch_tokens: usize,
-        max_batch_inputs: usize,
-        max_waiting: usize,
+        limits: &Limits,
         metrics: Arc<Metrics>,
     ) -> (Self, std::thread::JoinHandle<()>) {
-        let (queue, waiting) = mpsc::channel(max_waiting.max(1));
+        let (queue, waiting) = mpsc::channel(limits.max_concurrent_requests.max(1));
         let bounds = BatchBounds {
-            tokens: max_batch_tokens,
-            inputs: max_batch_inputs.max(1),
+            tokens: limits.max_batch_tokens,
+            inputs: limits.max_batch_inputs.max(1),
+            padding: limits.max_padding,
         };
         let worker = std::thread::Builder::new()
             .name("bert-serve-batcher".into())
@@ -165,6 +166,8 @@ impl Batcher {
 struct BatchBounds {
     tokens: usize,
     inputs: usize,
+    /// Padded tokens per real token at most.
+    padding: Option<f64>,
 }
 
 /// The worker: until every sender is gone, take what is waiting and run it.
@@ -250,7 +253,18 @@ fn run_jobs(jobs: Vec<Job>, model: &Model, bounds: BatchBounds, metrics: &Metric
         let longest = length(order[start]).max(1);
         // Cutting at `bounds.inputs` also keeps lengths alike: the inputs are sorted.
         let fit = (bounds.tokens / longest).clamp(1, bounds.inputs);
-        let end = (start + fit).min(order.len());
+        let mut end = (start + fit).min(order.len());
+        if let Some(limit) = bounds.padding {
+            // Shorter inputs join while the pass stays within the padding bound.
+            let mut real = longest;
+            for (count, &ji) in (1..).zip(&order[start + 1..end]) {
+                real += length(ji).max(1);
+                if ((count + 1) * longest) as f64 > limit * real as f64 {
+                    end = start + count;
+                    break;
+                }
+            }
+        }
         let batch = &order[start..end];
         // Jobs of one batch may differ in `normalize` and `with_tokens`: compute what any
         // asks for and shape per job afterwards.

@@ -94,13 +94,7 @@ impl Server {
         address: &str,
     ) -> Result<Self> {
         let metrics = Arc::new(metrics::Metrics::default());
-        let (batcher, worker) = batcher::Batcher::start(
-            model.clone(),
-            limits.max_batch_tokens,
-            limits.max_batch_inputs,
-            limits.max_concurrent_requests,
-            metrics.clone(),
-        );
+        let (batcher, worker) = batcher::Batcher::start(model.clone(), &limits, metrics.clone());
         let state = Arc::new(api::AppState {
             model,
             batcher,

@@ -176,7 +176,7 @@ impl BertEmbedding {
         tokenizer.with_padding(None);
         Ok(Self {
             max_seq_length: config.max_position_embeddings,
-            model: model.prepacked(),
+            model: model.for_inference(),
             config,
             tokenizer,
             device: device.clone(),
@@ -205,7 +205,7 @@ impl BertEmbedding {
                     self.precision
                 );
             }
-            self.model = compute_model(&self.model, precision).prepacked();
+            self.model = compute_model(&self.model, precision).for_inference();
             self.precision = precision;
         }
         Ok(self)
@@ -510,7 +510,7 @@ impl BertEmbedding {
         let tensors = HfTensors::from_file(weights)?;
         let (model, report) = load_bert_model(&self.config, &tensors, &self.device)
             .with_context(|| format!("reloading {}", weights.display()))?;
-        self.model = compute_model(&model, self.precision).prepacked();
+        self.model = compute_model(&model, self.precision).for_inference();
         Ok(report)
     }
 }

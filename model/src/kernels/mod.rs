@@ -20,7 +20,7 @@
 //! from the bias and shares the work between threads from a smaller size than flex's matmul
 //! (`cpu.rs`): at batch 1 a sentence's projections otherwise ran on one core. For inference
 //! the modules also hold their weights packed for it ([`Prepacked`], filled by
-//! `BertModel::prepacked`), a layer's query, key and value as one job list.
+//! `BertModel::for_inference`), a layer's query, key and value as one job list.
 
 use alloc::sync::Arc;
 

@@ -9,7 +9,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::BertConfig;
 use crate::kernels::{self, Prepacked, project, project_all};
-use crate::mask::PaddingMask;
+use crate::mask::{PaddingMask, RealRows};
 
 /// HF: `attention.self` (`self` is a Rust keyword, hence the longer field name).
 #[derive(Module, Debug)]
@@ -19,7 +19,7 @@ pub struct BertSelfAttention {
     pub value: Linear,
     pub dropout: Dropout,
     pub num_heads: usize,
-    /// The query, key and value weights packed for the CPU at inference (`BertModel::prepacked`).
+    /// The query, key and value weights packed for the CPU at inference (`BertModel::for_inference`).
     #[module(skip)]
     pub prepacked: Prepacked,
 }
@@ -37,12 +37,24 @@ impl BertSelfAttention {
         }
     }
 
-    /// `[batch, seq, hidden]` → context `[batch, seq, hidden]`.
-    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
-        let [batch, seq, hidden] = x.dims();
+    /// `[batch, seq, hidden]` → context `[batch, seq, hidden]`; with `rows`, the real tokens
+    /// alone in and out (`[1, tokens, hidden]`), padded again for attention only.
+    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, rows: Option<&RealRows>) -> Tensor<3> {
+        let [q, k, v] = project_all([&self.query, &self.key, &self.value], &self.prepacked, x);
+        match rows {
+            Some(rows) => {
+                let context = self.attend(rows.scatter(q), rows.scatter(k), rows.scatter(v), mask);
+                rows.gather(context)
+            }
+            None => self.attend(q, k, v, mask),
+        }
+    }
+
+    /// Multi-head attention over padded `[batch, seq, hidden]` projections.
+    fn attend(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
+        let [batch, seq, hidden] = q.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
-        let [q, k, v] = project_all([&self.query, &self.key, &self.value], &self.prepacked, x);
         let training = is_training(&q);
         if !training && let Some(context) = kernels::attention(&q, &k, &v, mask, heads) {
             return context;
@@ -118,8 +130,9 @@ impl BertAttention {
         }
     }
 
-    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
-        let context = self.self_attention.forward(x.clone(), mask);
+    /// See [`BertSelfAttention::forward`] for `rows`.
+    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, rows: Option<&RealRows>) -> Tensor<3> {
+        let context = self.self_attention.forward(x.clone(), mask, rows);
         self.output.forward(context, x)
     }
 }

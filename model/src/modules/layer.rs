@@ -8,7 +8,7 @@ use super::attention::BertAttention;
 use super::config::{Activation, BertConfig};
 use super::gelu::gelu;
 use crate::kernels::{self, Prepacked, project};
-use crate::mask::PaddingMask;
+use crate::mask::{PaddingMask, RealRows};
 
 /// Applies `hidden_act`; GELU is the exact erf form, as in HF's BERT.
 pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
@@ -106,8 +106,9 @@ impl BertLayer {
         self.output.prepacked = Prepacked::of(&[&self.output.dense]);
     }
 
-    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
-        let x = self.attention.forward(x, mask);
+    /// `x`: `[batch, seq, hidden]`, or with `rows` the real tokens only (`[1, tokens, hidden]`).
+    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, rows: Option<&RealRows>) -> Tensor<3> {
+        let x = self.attention.forward(x, mask, rows);
         self.output.forward(self.intermediate.forward(x.clone()), x)
     }
 }
@@ -127,7 +128,18 @@ impl BertEncoder {
         }
     }
 
-    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask) -> Tensor<3> {
-        self.layer.iter().fold(x, |x, layer| layer.forward(x, mask))
+    /// `[batch, seq, hidden]` → the same. With `rows` (CPU inference) every layer works on the
+    /// real tokens alone but for attention, which pads them again.
+    pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, rows: Option<&RealRows>) -> Tensor<3> {
+        let Some(rows) = rows else {
+            return self
+                .layer
+                .iter()
+                .fold(x, |x, layer| layer.forward(x, mask, None));
+        };
+        let x = self.layer.iter().fold(rows.gather(x), |x, layer| {
+            layer.forward(x, mask, Some(rows))
+        });
+        rows.scatter(x)
     }
 }

@@ -72,9 +72,9 @@ impl BertForSequenceClassification {
     }
 
     /// Outputs of the head: 1 for regression, else the number of classes.
-    /// The encoder's projections packed for CPU inference (`BertModel::prepacked`).
-    pub fn prepacked(mut self) -> Self {
-        self.bert = self.bert.prepacked();
+    /// Ready for inference on the CPU backend (`BertModel::for_inference`).
+    pub fn for_inference(mut self) -> Self {
+        self.bert = self.bert.for_inference();
         self
     }
 
