@@ -17,16 +17,19 @@ impl PaddingMask {
     }
 }
 
-/// The real (not padding) tokens of a batch, for running the row-wise work — projections,
-/// feed-forward, LayerNorm — on them alone: `[batch, seq, hidden]` ↔ `[1, real tokens, hidden]`.
-/// Only attention needs the padded layout. Used on the CPU at inference, where a padded token
-/// costs as much as a real one (GPUs keep padded shapes: every new shape compiles kernels).
+/// The real (not padding) tokens of a batch, for running the encoder on them alone:
+/// `[batch, seq, hidden]` ↔ `[1, real tokens, hidden]`, each row's tokens one after another.
+/// The row-wise work (projections, feed-forward, LayerNorm) does not care; attention runs per
+/// row over its own tokens. Used on the CPU at inference, where a padded token costs as much
+/// as a real one (GPUs keep padded shapes: every new shape compiles kernels).
 #[derive(Debug, Clone)]
 pub struct RealRows {
     /// Positions of the real tokens in the flattened `[batch · seq]`.
     index: Tensor<1, Int>,
     batch: usize,
     seq: usize,
+    /// Real tokens per row, in order: row `r`'s are the next `lengths[r]` gathered rows.
+    lengths: alloc::vec::Vec<usize>,
 }
 
 impl RealRows {
@@ -56,8 +59,22 @@ impl RealRows {
         if 8 * (batch * seq - tokens) < batch * seq {
             return None;
         }
+        let lengths = mask
+            .chunks(seq.max(1))
+            .map(|row| row.iter().filter(|&&m| m != 0).count())
+            .collect();
         let index = Tensor::from_data(TensorData::new(real, [tokens]), &device);
-        Some(Self { index, batch, seq })
+        Some(Self {
+            index,
+            batch,
+            seq,
+            lengths,
+        })
+    }
+
+    /// How many real tokens each row of the batch has.
+    pub fn lengths(&self) -> &[usize] {
+        &self.lengths
     }
 
     /// `[batch, seq, hidden]` → `[1, real tokens, hidden]`.

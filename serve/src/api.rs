@@ -27,11 +27,6 @@ pub struct Limits {
     pub max_batch_tokens: usize,
     /// Inputs per forward pass at most (`usize::MAX`: only the token budget bounds it).
     pub max_batch_inputs: usize,
-    /// Padded tokens per real token at most in a forward pass (`None`: only the budgets bound
-    /// a pass). On the CPU every padded token costs as much as a real one, and one pass of
-    /// mixed lengths padded to its longest wasted more than smaller passes of alike lengths
-    /// cost; a GPU pays little for padding and much for extra passes.
-    pub max_padding: Option<f64>,
     pub max_concurrent_requests: usize,
     pub max_client_batch_size: usize,
     pub max_input_length: usize,

@@ -143,7 +143,6 @@ impl Batcher {
         let bounds = BatchBounds {
             tokens: limits.max_batch_tokens,
             inputs: limits.max_batch_inputs.max(1),
-            padding: limits.max_padding,
         };
         let worker = std::thread::Builder::new()
             .name("bert-serve-batcher".into())
@@ -166,8 +165,6 @@ impl Batcher {
 struct BatchBounds {
     tokens: usize,
     inputs: usize,
-    /// Padded tokens per real token at most.
-    padding: Option<f64>,
 }
 
 /// The worker: until every sender is gone, take what is waiting and run it.
@@ -253,18 +250,7 @@ fn run_jobs(jobs: Vec<Job>, model: &Model, bounds: BatchBounds, metrics: &Metric
         let longest = length(order[start]).max(1);
         // Cutting at `bounds.inputs` also keeps lengths alike: the inputs are sorted.
         let fit = (bounds.tokens / longest).clamp(1, bounds.inputs);
-        let mut end = (start + fit).min(order.len());
-        if let Some(limit) = bounds.padding {
-            // Shorter inputs join while the pass stays within the padding bound.
-            let mut real = longest;
-            for (count, &ji) in (1..).zip(&order[start + 1..end]) {
-                real += length(ji).max(1);
-                if ((count + 1) * longest) as f64 > limit * real as f64 {
-                    end = start + count;
-                    break;
-                }
-            }
-        }
+        let end = (start + fit).min(order.len());
         let batch = &order[start..end];
         // Jobs of one batch may differ in `normalize` and `with_tokens`: compute what any
         // asks for and shape per job afterwards.

@@ -82,10 +82,6 @@ struct Args {
     no_warmup: bool,
 }
 
-/// On the CPU a pass holds at most 10 % padding (see `Limits::max_padding`): at 64 clients
-/// 1.1 served 211–252 requests/s, 1.25 179–246, no bound 170–190 (2-core AMD EPYC, 2026-12-04).
-const MAX_CPU_PADDING: f64 = 1.1;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run(Args::parse()).await {
@@ -158,12 +154,6 @@ async fn run(args: Args) -> Result<()> {
             None if backend == BackendKind::Cpu => 32,
             None => usize::MAX,
         },
-        max_padding: (backend == BackendKind::Cpu).then_some(
-            std::env::var("XPAD")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(MAX_CPU_PADDING),
-        ),
         max_concurrent_requests: args.max_concurrent_requests,
         max_client_batch_size: args.max_client_batch_size,
         max_input_length,

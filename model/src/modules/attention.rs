@@ -37,17 +37,48 @@ impl BertSelfAttention {
         }
     }
 
-    /// `[batch, seq, hidden]` → context `[batch, seq, hidden]`; with `rows`, the real tokens
-    /// alone in and out (`[1, tokens, hidden]`), padded again for attention only.
+    /// `[batch, seq, hidden]` → context `[batch, seq, hidden]`; with `rows` (inference), the
+    /// real tokens alone in and out (`[1, tokens, hidden]`), each row attending over its own.
     pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, rows: Option<&RealRows>) -> Tensor<3> {
         let [q, k, v] = project_all([&self.query, &self.key, &self.value], &self.prepacked, x);
         match rows {
-            Some(rows) => {
-                let context = self.attend(rows.scatter(q), rows.scatter(k), rows.scatter(v), mask);
-                rows.gather(context)
-            }
+            Some(rows) => self.attend_each(q, k, v, rows.lengths()),
             None => self.attend(q, k, v, mask),
         }
+    }
+
+    /// Attention of each row over its own tokens, on `[1, tokens, hidden]` projections whose
+    /// rows follow one another with `lengths` tokens each: no padding, no mask.
+    fn attend_each(
+        &self,
+        q: Tensor<3>,
+        k: Tensor<3>,
+        v: Tensor<3>,
+        lengths: &[usize],
+    ) -> Tensor<3> {
+        let hidden = q.dims()[2];
+        let (heads, head_dim) = (self.num_heads, hidden / self.num_heads);
+        let mut start = 0;
+        let mut contexts = alloc::vec::Vec::with_capacity(lengths.len());
+        for &len in lengths.iter().filter(|&&len| len > 0) {
+            let row = |t: &Tensor<3>| {
+                t.clone()
+                    .slice([0..1, start..start + len, 0..hidden])
+                    .reshape([1, len, heads, head_dim])
+                    .swap_dims(1, 2)
+            };
+            let context = attention(
+                row(&q),
+                row(&k),
+                row(&v),
+                None,
+                None,
+                AttentionModuleOptions::default(),
+            );
+            contexts.push(context.swap_dims(1, 2).reshape([1, len, hidden]));
+            start += len;
+        }
+        Tensor::cat(contexts, 1)
     }
 
     /// Multi-head attention over padded `[batch, seq, hidden]` projections.
