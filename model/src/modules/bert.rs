@@ -126,9 +126,9 @@ impl BertModel {
     /// float16 — this changes nothing):
     /// - the projection weights packed for gemm, as ONNX Runtime does (1.7× at batch 1; a
     ///   second copy of those weights in memory); the weights themselves stay as they are;
-    /// - batches with much padding computed on their real tokens alone, but for attention
-    ///   ([`RealRows`]): `last_hidden_state` is then zero at padding positions, where
-    ///   HuggingFace's model returns vectors nothing should read.
+    /// - batches with much padding computed on their real tokens alone, each row attending
+    ///   over its own ([`RealRows`]): `last_hidden_state` is then zero at padding positions,
+    ///   where HuggingFace's model returns vectors nothing should read.
     pub fn for_inference(mut self) -> Self {
         self.encoder
             .layer

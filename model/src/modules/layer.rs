@@ -129,7 +129,7 @@ impl BertEncoder {
     }
 
     /// `[batch, seq, hidden]` → the same. With `rows` (CPU inference) every layer works on the
-    /// real tokens alone but for attention, which pads them again.
+    /// real tokens alone, each row attending over its own; padding positions come back zero.
     pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, rows: Option<&RealRows>) -> Tensor<3> {
         let Some(rows) = rows else {
             return self
