@@ -48,10 +48,23 @@ pub fn gelu_in_place(values: &mut [f32]) {
 pub fn gelu_slice(values: &mut [f32]) {
     #[cfg(all(target_arch = "x86_64", not(target_feature = "avx512f")))]
     {
-        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f")) {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { gelu_slice_avx512(values) };
+        static WIDEST: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+        let widest = *WIDEST.get_or_init(|| {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                2
+            } else if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                1
+            } else {
+                0
+            }
+        });
+        // SAFETY: each runs only where the CPU has the features it is compiled for.
+        match widest {
+            2 => return unsafe { gelu_slice_avx512(values) },
+            1 => return unsafe { gelu_slice_avx2(values) },
+            _ => {}
         }
     }
     gelu_loop(values);
@@ -60,6 +73,12 @@ pub fn gelu_slice(values: &mut [f32]) {
 #[cfg(all(target_arch = "x86_64", not(target_feature = "avx512f")))]
 #[target_feature(enable = "avx512f")]
 fn gelu_slice_avx512(values: &mut [f32]) {
+    gelu_loop(values);
+}
+
+#[cfg(all(target_arch = "x86_64", not(target_feature = "avx512f")))]
+#[target_feature(enable = "avx2,fma")]
+fn gelu_slice_avx2(values: &mut [f32]) {
     gelu_loop(values);
 }
 
@@ -123,6 +142,36 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(worst < 1e-6, "max |fast - libm| = {worst}");
+    }
+
+    /// Every vector width this CPU can run gives the same values as the plain loop.
+    #[test]
+    fn every_vector_width_agrees() {
+        let values: alloc::vec::Vec<f32> = (-5000..=5000).map(|i| i as f32 * 1.3e-3).collect();
+        let mut plain = values.clone();
+        gelu_loop(&mut plain);
+        #[cfg(all(target_arch = "x86_64", not(target_feature = "avx512f")))]
+        {
+            let check = |run: unsafe fn(&mut [f32]), name: &str| {
+                let mut wide = values.clone();
+                // SAFETY: called only where the features were detected.
+                unsafe { run(&mut wide) };
+                let worst = wide
+                    .iter()
+                    .zip(&plain)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(worst < 1e-6, "{name}: max |wide - plain| = {worst}");
+            };
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                check(gelu_slice_avx2, "avx2");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                check(gelu_slice_avx512, "avx512");
+            }
+        }
     }
 
     #[test]
