@@ -13,6 +13,9 @@ use bert_model::{BackendKind, BertEmbedding};
 use serde_json::{Value, json};
 use test_support::{max_abs, minilm_dir};
 
+/// Tests take turns where timing matters: most share (read), the SIGTERM test runs alone (write).
+static TURN: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// A running `bert-serve` and its address.
 struct Served {
     child: Child,
@@ -138,6 +141,7 @@ fn vector(v: &Value) -> Vec<f32> {
 
 #[test]
 fn concurrent_clients_get_the_librarys_vectors_in_batches() {
+    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
     let served = Arc::new(Served::start(&[]));
     let texts = Arc::new(sentences());
     let device = BackendKind::Cpu.device().unwrap();
@@ -212,6 +216,7 @@ fn concurrent_clients_get_the_librarys_vectors_in_batches() {
 
 #[test]
 fn openai_and_tei_shapes() {
+    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
     let served = Served::start(&[]);
     let floats = served.json(
         "/v1/embeddings",
@@ -271,6 +276,7 @@ fn openai_and_tei_shapes() {
 /// float16 weights, batches padded to 32 — vectors within float16's bound of float32's.
 #[test]
 fn warmed_up_float16_server_serves_close_vectors() {
+    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
     let full = Served::start(&[]);
     let half = Served::start(&[
         "--max-input-length",
@@ -312,6 +318,7 @@ fn warmed_up_float16_server_serves_close_vectors() {
 
 #[test]
 fn bad_requests_are_clear_errors_and_the_server_goes_on() {
+    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
     let served = Served::start(&["--max-client-batch-size", "2", "--max-input-length", "16"]);
     let long = "word ".repeat(40);
     let cases: Vec<(&str, String, u16, &str)> = vec![
@@ -411,15 +418,30 @@ fn bad_requests_are_clear_errors_and_the_server_goes_on() {
 
 #[test]
 fn a_full_queue_is_429_and_sigterm_answers_the_requests_in_flight() {
+    // Alone: on two cores busy with the other tests' servers, a connection could still sit in
+    // the listen backlog when SIGTERM closes it (reset, never in flight).
+    let _turn = TURN.write().unwrap_or_else(|e| e.into_inner());
     let mut served = Served::start(&["--max-concurrent-requests", "2"]);
     let long = "the quick brown fox jumps over the lazy dog ".repeat(20);
     let body = json!({ "inputs": vec![long.as_str(); 32], "truncate": true }).to_string();
+    let started = std::sync::atomic::AtomicUsize::new(0);
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..12)
-            .map(|_| s.spawn(|| served.post("/embed", &body).0))
+            .map(|_| {
+                s.spawn(|| {
+                    started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    served.post("/embed", &body).0
+                })
+            })
             .collect();
-        // Stop once the requests are in.
-        std::thread::sleep(Duration::from_millis(300));
+        // Stop once the requests are in: every client has started, and the server has had a
+        // moment to accept the connections (one still in the listen backlog at SIGTERM would
+        // be reset, never in flight).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while started.load(std::sync::atomic::Ordering::SeqCst) < 12 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(500));
         let pid = served.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -457,6 +479,7 @@ fn rte_head(dir: &Path, splits: &[(&str, usize)]) -> PathBuf {
 
 #[test]
 fn predict_gives_the_labels_that_only_inference_gives() {
+    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
     use bert_model::checkpoint::ModelSource;
     use bert_train::finetune::{ClassifierConfig, run_classifier};
     use bert_train::tasks::glue::Task;
@@ -538,6 +561,7 @@ fn predict_gives_the_labels_that_only_inference_gives() {
 /// `/v1/embeddings`, its default base64 encoding and floats: TEI's /embed vectors.
 #[test]
 fn the_openai_python_client_gets_the_same_vectors() {
+    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
     let served = Served::start(&[]);
     let texts = ["A man is playing a guitar.", "Someone makes music.", "Hi"];
     let script = r#"
