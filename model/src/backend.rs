@@ -56,6 +56,18 @@ impl core::fmt::Display for BackendKind {
     }
 }
 
+/// Whether `device` is the CPU backend (flex) outside autodiff: where the CPU-only inference
+/// paths (vectorised GELU, packed projections' thread pool, skipping padding) apply.
+pub(crate) fn is_plain_cpu(device: &Device) -> bool {
+    #[cfg(feature = "cpu")]
+    return !device.is_autodiff() && *device == Device::flex();
+    #[cfg(not(feature = "cpu"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
 impl BackendKind {
     /// `--pad-to-multiple-of N` where given, else [`Self::default_pad_multiple`].
     pub fn pad_multiple(self, requested: Option<usize>) -> usize {

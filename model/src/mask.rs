@@ -26,9 +26,9 @@ impl PaddingMask {
 pub struct RealRows {
     /// Positions of the real tokens in the flattened `[batch · seq]`.
     index: Tensor<1, Int>,
-    batch: usize,
     seq: usize,
-    /// Real tokens per row, in order: row `r`'s are the next `lengths[r]` gathered rows.
+    /// Real tokens per row (one per row of the batch), in order: row `r`'s are the next
+    /// `lengths[r]` gathered rows.
     lengths: alloc::vec::Vec<usize>,
 }
 
@@ -38,11 +38,7 @@ impl RealRows {
     /// than it saves).
     pub fn on_cpu(attention_mask: &Tensor<2, Int>) -> Option<Self> {
         let device = attention_mask.device();
-        #[cfg(feature = "cpu")]
-        let on_cpu = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_));
-        #[cfg(not(feature = "cpu"))]
-        let on_cpu = false;
-        if !on_cpu || device.is_autodiff() {
+        if !crate::backend::is_plain_cpu(&device) {
             return None;
         }
         let [batch, seq] = attention_mask.dims();
@@ -51,22 +47,24 @@ impl RealRows {
             .convert::<i64>()
             .try_into_vec::<i64>()
             .ok()?;
-        let real: alloc::vec::Vec<i64> = (0..batch * seq)
-            .filter(|&i| mask[i] != 0)
-            .map(|i| i as i64)
-            .collect();
+        let mut real = alloc::vec::Vec::new();
+        let mut lengths = alloc::vec::Vec::with_capacity(batch);
+        for (row, flags) in mask.chunks(seq.max(1)).enumerate() {
+            let before = real.len();
+            real.extend(
+                (0..seq)
+                    .filter(|&t| flags[t] != 0)
+                    .map(|t| (row * seq + t) as i64),
+            );
+            lengths.push(real.len() - before);
+        }
         let tokens = real.len();
         if 8 * (batch * seq - tokens) < batch * seq {
             return None;
         }
-        let lengths = mask
-            .chunks(seq.max(1))
-            .map(|row| row.iter().filter(|&&m| m != 0).count())
-            .collect();
         let index = Tensor::from_data(TensorData::new(real, [tokens]), &device);
         Some(Self {
             index,
-            batch,
             seq,
             lengths,
         })
@@ -88,13 +86,14 @@ impl RealRows {
     /// `[1, real tokens, hidden]` → `[batch, seq, hidden]`, zeros at the padding.
     pub fn scatter(&self, x: Tensor<3>) -> Tensor<3> {
         let [_, tokens, hidden] = x.dims();
-        Tensor::zeros([self.batch * self.seq, hidden], (&x.device(), x.dtype()))
+        let batch = self.lengths.len();
+        Tensor::zeros([batch * self.seq, hidden], (&x.device(), x.dtype()))
             .select_assign(
                 0,
                 self.index.clone(),
                 x.reshape([tokens, hidden]),
                 IndexingUpdateOp::Add,
             )
-            .reshape([self.batch, self.seq, hidden])
+            .reshape([batch, self.seq, hidden])
     }
 }

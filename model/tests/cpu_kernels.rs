@@ -9,15 +9,12 @@ use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use test_support::{max_abs, minilm_dir};
 
 fn max_abs_difference(a: Tensor<3>, b: Tensor<3>) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    let a = a.into_data().try_to_vec::<f32>().unwrap();
-    let b = b.into_data().try_to_vec::<f32>().unwrap();
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    let values = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
+    max_abs(&values(a), &values(b))
 }
 
 fn layer(d_in: usize, d_out: usize, device: &Device) -> Linear {
@@ -128,8 +125,7 @@ fn packed_projection_with_gelu_matches_burn() {
 #[test]
 fn skipping_padding_changes_no_vector() {
     let cpu = BackendKind::Cpu.device().unwrap();
-    let dir = test_support::repo_root().join("models/all-MiniLM-L6-v2");
-    let (embedder, _) = bert_model::BertEmbedding::from_dir(&dir, &cpu).unwrap();
+    let (embedder, _) = bert_model::BertEmbedding::from_dir(&minilm_dir(), &cpu).unwrap();
     let long: Vec<u32> = (0..60).map(|i| 2000 + i * 7).collect();
     let batch: Vec<Vec<u32>> = vec![
         long,
@@ -142,13 +138,7 @@ fn skipping_padding_changes_no_vector() {
         let alone = &embedder
             .embed_ids(std::slice::from_ref(ids), false, true)
             .unwrap()[0];
-        let worst = |a: &[f32], b: &[f32]| {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f32::max)
-        };
-        let sentence = worst(&got.sentence, &alone.sentence);
+        let sentence = max_abs(&got.sentence, &alone.sentence);
         assert!(
             sentence <= 1e-5,
             "{} tokens: sentence vectors differ by {sentence}",
@@ -156,7 +146,7 @@ fn skipping_padding_changes_no_vector() {
         );
         assert_eq!(got.tokens.len(), ids.len());
         for (a, b) in got.tokens.iter().zip(&alone.tokens) {
-            let token = worst(a, b);
+            let token = max_abs(a, b);
             assert!(
                 token <= 1e-5,
                 "{} tokens: token vectors differ by {token}",

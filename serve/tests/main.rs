@@ -16,6 +16,11 @@ use test_support::{max_abs, minilm_dir};
 /// Tests take turns where timing matters: most share (read), the SIGTERM test runs alone (write).
 static TURN: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
+/// A turn beside the other tests (a failed test's poisoned lock still gives one).
+fn shared_turn() -> std::sync::RwLockReadGuard<'static, ()> {
+    TURN.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A running `bert-serve` and its address.
 struct Served {
     child: Child,
@@ -141,7 +146,7 @@ fn vector(v: &Value) -> Vec<f32> {
 
 #[test]
 fn concurrent_clients_get_the_librarys_vectors_in_batches() {
-    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
+    let _turn = shared_turn();
     let served = Arc::new(Served::start(&[]));
     let texts = Arc::new(sentences());
     let device = BackendKind::Cpu.device().unwrap();
@@ -216,7 +221,7 @@ fn concurrent_clients_get_the_librarys_vectors_in_batches() {
 
 #[test]
 fn openai_and_tei_shapes() {
-    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
+    let _turn = shared_turn();
     let served = Served::start(&[]);
     let floats = served.json(
         "/v1/embeddings",
@@ -276,7 +281,7 @@ fn openai_and_tei_shapes() {
 /// float16 weights, batches padded to 32 — vectors within float16's bound of float32's.
 #[test]
 fn warmed_up_float16_server_serves_close_vectors() {
-    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
+    let _turn = shared_turn();
     let full = Served::start(&[]);
     let half = Served::start(&[
         "--max-input-length",
@@ -318,7 +323,7 @@ fn warmed_up_float16_server_serves_close_vectors() {
 
 #[test]
 fn bad_requests_are_clear_errors_and_the_server_goes_on() {
-    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
+    let _turn = shared_turn();
     let served = Served::start(&["--max-client-batch-size", "2", "--max-input-length", "16"]);
     let long = "word ".repeat(40);
     let cases: Vec<(&str, String, u16, &str)> = vec![
@@ -479,7 +484,7 @@ fn rte_head(dir: &Path, splits: &[(&str, usize)]) -> PathBuf {
 
 #[test]
 fn predict_gives_the_labels_that_only_inference_gives() {
-    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
+    let _turn = shared_turn();
     use bert_model::checkpoint::ModelSource;
     use bert_train::finetune::{ClassifierConfig, run_classifier};
     use bert_train::tasks::glue::Task;
@@ -561,7 +566,7 @@ fn predict_gives_the_labels_that_only_inference_gives() {
 /// `/v1/embeddings`, its default base64 encoding and floats: TEI's /embed vectors.
 #[test]
 fn the_openai_python_client_gets_the_same_vectors() {
-    let _turn = TURN.read().unwrap_or_else(|e| e.into_inner());
+    let _turn = shared_turn();
     let served = Served::start(&[]);
     let texts = ["A man is playing a guitar.", "Someone makes music.", "Hi"];
     let script = r#"

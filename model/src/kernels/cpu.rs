@@ -23,8 +23,8 @@ const PANEL: usize = 64;
 const PARALLEL_FROM: usize = 1 << 18;
 
 /// Several projections of the same input at once (the query, key and value of a layer), side
-/// by side on the thread pool: one fork-join for the three instead of one each. `None` where
-/// [`linear`] does not apply.
+/// by side on the thread pool: one fork-join for the three instead of one each. `None` off the
+/// float32 CPU backend outside autodiff, or for a projection without a bias.
 pub(super) fn linears<const N: usize>(
     linears: [&Linear; N],
     x: &Tensor<3>,
@@ -32,7 +32,7 @@ pub(super) fn linears<const N: usize>(
     let input = flex_f32(x.clone())?;
     let parts = linears
         .iter()
-        .map(|l| Some((flex_f32(l.weight.val())?, flex_f32(l.bias.as_ref()?.val())?)))
+        .map(|l| weight_and_bias(l))
         .collect::<Option<Vec<_>>>()?;
     let outs = parts
         .par_iter()
@@ -60,13 +60,35 @@ fn flex_f32<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
     }
 }
 
-/// `x [.., k] @ w [k, n] + b [n]`; any strides for `w`, `x` made contiguous.
-fn gemm_linear(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> Option<FlexTensor> {
-    let x = if x.is_contiguous() {
-        x.clone()
+/// A projection's weight and bias as flex tensors; `None` as [`flex_f32`] says, or without a bias.
+fn weight_and_bias(linear: &Linear) -> Option<(FlexTensor, FlexTensor)> {
+    Some((
+        flex_f32(linear.weight.val())?,
+        flex_f32(linear.bias.as_ref()?.val())?,
+    ))
+}
+
+fn contiguous(x: FlexTensor) -> FlexTensor {
+    if x.is_contiguous() {
+        x
     } else {
         x.to_contiguous()
-    };
+    }
+}
+
+/// `m` rows of `bias`: a projection's output before gemm adds `x·W` onto it
+/// (dst = 1·dst + 1·x·W), so the bias costs no pass of its own.
+fn bias_rows(bias: &[f32], m: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(m * bias.len());
+    for _ in 0..m {
+        out.extend_from_slice(bias);
+    }
+    out
+}
+
+/// `x [.., k] @ w [k, n] + b [n]`; any strides for `w`, `x` made contiguous.
+fn gemm_linear(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> Option<FlexTensor> {
+    let x = contiguous(x.clone());
     let shape = x.layout().shape().to_vec();
     let k = *shape.last()?;
     let [wk, n] = w.layout().shape().as_slice()[..] else {
@@ -82,11 +104,7 @@ fn gemm_linear(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> Option<FlexTen
     let [w_rs, w_cs] = w.layout().strides()[..] else {
         return None;
     };
-    // Every row starts as the bias: gemm then adds x·W onto it (dst = 1·dst + 1·x·W).
-    let mut out = Vec::with_capacity(m * n);
-    for _ in 0..m {
-        out.extend_from_slice(b_data);
-    }
+    let mut out = bias_rows(b_data, m);
     let parallelism = if m * n * k >= PARALLEL_FROM {
         gemm::Parallelism::Rayon(0)
     } else {
@@ -154,7 +172,7 @@ impl Packed {
     pub fn new(linears: &[&Linear]) -> Option<Self> {
         let sources = linears
             .iter()
-            .map(|l| Some((flex_f32(l.weight.val())?, flex_f32(l.bias.as_ref()?.val())?)))
+            .map(|l| weight_and_bias(l))
             .collect::<Option<Vec<_>>>()?;
         let k = *sources.first()?.0.layout().shape().first()?;
         let mut outputs = Vec::new();
@@ -205,9 +223,7 @@ impl Packed {
         };
         linears.len() == self.sources.len()
             && linears.iter().zip(&self.sources).all(|(l, (w, b))| {
-                let current =
-                    || Some((flex_f32(l.weight.val())?, flex_f32(l.bias.as_ref()?.val())?));
-                current().is_some_and(|(cw, cb)| same(&cw, w) && same(&cb, b))
+                weight_and_bias(l).is_some_and(|(cw, cb)| same(&cw, w) && same(&cb, b))
             })
     }
 
@@ -223,12 +239,7 @@ impl Packed {
         if !self.packs(&linears) {
             return None;
         }
-        let input = flex_f32(x.clone())?;
-        let input = if input.is_contiguous() {
-            input
-        } else {
-            input.to_contiguous()
-        };
+        let input = contiguous(flex_f32(x.clone())?);
         let shape = input.layout().shape().to_vec();
         if shape.last() != Some(&self.k) {
             return None;
@@ -238,13 +249,7 @@ impl Packed {
         let mut outs: Vec<Vec<f32>> = self
             .outputs
             .iter()
-            .map(|(n, bias)| {
-                let mut out = Vec::with_capacity(m * n);
-                for _ in 0..m {
-                    out.extend_from_slice(bias);
-                }
-                out
-            })
+            .map(|(_, bias)| bias_rows(bias, m))
             .collect();
         let dsts: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
         // Rows are split too where panels alone would leave threads idle (a narrow output on

@@ -134,11 +134,12 @@ pub fn project_all<const N: usize>(
 /// thread to sleep until it is done — a futex round trip per step, 7 % at batch 1. Elsewhere
 /// `f` runs here.
 pub fn on_cpu_pool<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
-    #[cfg(all(feature = "cpu", not(target_arch = "wasm32")))]
-    if matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) {
+    #[cfg(not(target_arch = "wasm32"))]
+    if crate::backend::is_plain_cpu(device) {
         // `scope` runs its body on a pool thread when called from outside the pool.
         return rayon::scope(|_| f());
     }
+    #[cfg(target_arch = "wasm32")]
     let _ = device;
     f()
 }

@@ -12,10 +12,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "cpu")]
     {
         let device = x.device();
-        if x.dtype() == burn::tensor::DType::F32
-            && !device.is_autodiff()
-            && device == Device::flex()
-        {
+        if x.dtype() == burn::tensor::DType::F32 && crate::backend::is_plain_cpu(&device) {
             let shape = x.shape();
             let mut values = x
                 .into_data()
@@ -136,11 +133,7 @@ mod tests {
         let x = Tensor::<1>::from_data(TensorData::new(values, [n]), &device);
         let ours = gelu(x.clone()).into_data().try_into_vec::<f32>().unwrap();
         let reference = burn_gelu(x).into_data().try_into_vec::<f32>().unwrap();
-        let worst = ours
-            .iter()
-            .zip(&reference)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = test_support::max_abs(&ours, &reference);
         assert!(worst < 1e-6, "max |fast - libm| = {worst}");
     }
 
@@ -156,11 +149,7 @@ mod tests {
                 let mut wide = values.clone();
                 // SAFETY: called only where the features were detected.
                 unsafe { run(&mut wide) };
-                let worst = wide
-                    .iter()
-                    .zip(&plain)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f32::max);
+                let worst = test_support::max_abs(&wide, &plain);
                 assert!(worst < 1e-6, "{name}: max |wide - plain| = {worst}");
             };
             if std::arch::is_x86_feature_detected!("avx2")

@@ -131,15 +131,17 @@ impl BertEncoder {
     /// `[batch, seq, hidden]` → the same. With `rows` (CPU inference) every layer works on the
     /// real tokens alone, each row attending over its own; padding positions come back zero.
     pub fn forward(&self, x: Tensor<3>, mask: &PaddingMask, rows: Option<&RealRows>) -> Tensor<3> {
-        let Some(rows) = rows else {
-            return self
-                .layer
-                .iter()
-                .fold(x, |x, layer| layer.forward(x, mask, None));
+        let x = match rows {
+            Some(rows) => rows.gather(x),
+            None => x,
         };
-        let x = self.layer.iter().fold(rows.gather(x), |x, layer| {
-            layer.forward(x, mask, Some(rows))
-        });
-        rows.scatter(x)
+        let x = self
+            .layer
+            .iter()
+            .fold(x, |x, layer| layer.forward(x, mask, rows));
+        match rows {
+            Some(rows) => rows.scatter(x),
+            None => x,
+        }
     }
 }

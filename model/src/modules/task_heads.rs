@@ -71,13 +71,13 @@ impl BertForSequenceClassification {
         }
     }
 
-    /// Outputs of the head: 1 for regression, else the number of classes.
     /// Ready for inference on the CPU backend (`BertModel::for_inference`).
     pub fn for_inference(mut self) -> Self {
         self.bert = self.bert.for_inference();
         self
     }
 
+    /// Outputs of the head: 1 for regression, else the number of classes.
     pub fn num_labels(&self) -> usize {
         self.classifier.weight.dims()[1]
     }
