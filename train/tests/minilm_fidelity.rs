@@ -117,14 +117,14 @@ fn padded_batch_matches_transformers_on_cpu() {
 }
 
 #[test]
-fn padded_batch_matches_transformers_on_wgpu() {
+fn padded_batch_matches_transformers_on_the_gpu_backend() {
     let _turn = crate::common::rng_turn();
-    let (real, all) = hidden_state_error(BackendKind::Wgpu);
-    eprintln!("wgpu: max |ours - transformers| = {real:.3e} on real tokens, {all:.3e} everywhere");
-    assert!(real < TOLERANCE, "wgpu hidden states differ by {real}");
+    let (real, all) = hidden_state_error(GPU);
+    eprintln!("{GPU}: max |ours - transformers| = {real:.3e} on real tokens, {all:.3e} everywhere");
+    assert!(real < TOLERANCE, "{GPU} hidden states differ by {real}");
     assert!(
         all < TOLERANCE,
-        "wgpu hidden states (padding positions included) differ by {all}"
+        "{GPU} hidden states (padding positions included) differ by {all}"
     );
 }
 
@@ -222,9 +222,9 @@ fn sentence_vectors_match_sentence_transformers() {
         eprintln!("cpu, batch {batch_size}: max |ours - sentence-transformers| = {err:.3e}");
         assert!(err < TOLERANCE, "batch {batch_size}: {err}");
     }
-    let err = sentence_embedding_error(BackendKind::Wgpu, 4);
-    eprintln!("wgpu, batch 4: max |ours - sentence-transformers| = {err:.3e}");
-    assert!(err < TOLERANCE, "wgpu: {err}");
+    let err = sentence_embedding_error(GPU, 4);
+    eprintln!("{GPU}, batch 4: max |ours - sentence-transformers| = {err:.3e}");
+    assert!(err < TOLERANCE, "{GPU}: {err}");
 }
 
 /// `--pad-to-multiple-of` (the GPU default) changes no vector: padding is masked.
@@ -245,13 +245,13 @@ fn padded_and_half_precision_sentence_vectors_stay_close() {
         eprintln!("cpu, {precision}: max |ours - sentence-transformers| = {err:.3e}");
         assert!(err < bound, "{precision}: {err} (bound {bound})");
     }
-    let device = device(BackendKind::Wgpu);
+    let device = device(GPU);
     if device.supports_dtype(burn::tensor::FloatDType::F16) {
-        let err = sentence_embedding_error_in(BackendKind::Wgpu, 4, Precision::Float16, 32);
-        eprintln!("wgpu, float16, padded to 32: {err:.3e}");
-        assert!(err < 1e-3, "wgpu float16: {err}");
+        let err = sentence_embedding_error_in(GPU, 4, Precision::Float16, 32);
+        eprintln!("{GPU}, float16, padded to 32: {err:.3e}");
+        assert!(err < 1e-3, "{GPU} float16: {err}");
     } else {
-        eprintln!("wgpu: this adapter has no shader-f16; float16 there is refused:");
+        eprintln!("{GPU}: this adapter has no shader-f16; float16 there is refused:");
         let (embedder, _) = BertEmbedding::from_dir(&minilm_dir(), &device).unwrap();
         let refused = embedder.with_precision(Precision::Float16).unwrap_err();
         eprintln!("  {refused:#}");

@@ -4,7 +4,6 @@
 //! (lavapipe here) — run in parallel threads, with the gradients moved between them.
 //! And the CLI: `--gpus 0,1` trains, checkpoints one loader position per rank and resumes.
 
-use bert_model::BackendKind;
 use bert_model::modules::{BertConfig, BertForPreTraining};
 use bert_pipeline::Instance;
 use bert_pipeline::loader::{BatchShape, LoaderPosition, collate};
@@ -204,30 +203,31 @@ fn two_ranks_on_the_cpu_device_equal_one_batch_of_both() {
 }
 
 #[test]
-fn two_ranks_on_cpu_and_wgpu_equal_one_batch_of_both() {
+fn two_ranks_on_cpu_and_the_gpu_backend_equal_one_batch_of_both() {
     let _turn = crate::common::rng_turn();
-    let wgpu = BackendKind::Wgpu
+    let gpu = crate::common::GPU
         .device()
         .expect("this test needs a wgpu adapter: apt-get install mesa-vulkan-drivers libvulkan1")
         .autodiff();
     let cpu = Device::flex().autodiff();
     cpu.seed(1);
     let initial = BertForPreTraining::new(&config(), &cpu).train();
-    let runs = run_three_ways(&initial, [cpu.clone(), wgpu.clone()], Update::Sgd);
-    // The same whole-batch steps on wgpu alone: how far the two backends' rounding drifts.
+    let runs = run_three_ways(&initial, [cpu.clone(), gpu.clone()], Update::Sgd);
+    // The same whole-batch steps on the GPU backend alone: how far the two backends' rounding drifts.
     let rows = instances();
-    let on_wgpu = train_three_steps(&initial.clone().fork(&wgpu), Update::Sgd, || {
+    let on_gpu = train_three_steps(&initial.clone().fork(&gpu), Update::Sgd, || {
         vec![RankWork {
-            device: wgpu.clone(),
-            batches: vec![one(&wgpu, &rows)],
+            device: gpu.clone(),
+            batches: vec![one(&gpu, &rows)],
         }]
     });
     let moved = largest_difference(&runs.before, &runs.whole);
-    let backends = largest_difference(&runs.whole, &weights(&on_wgpu));
+    let backends = largest_difference(&runs.whole, &weights(&on_gpu));
     let two_ranks = largest_difference(&runs.whole, &runs.two_ranks);
     eprintln!(
-        "weights moved by up to {moved:.3e}; cpu and wgpu alone differ by {backends:.2e}; \
-         half on each differs from all on cpu by {two_ranks:.2e}"
+        "weights moved by up to {moved:.3e}; cpu and {} alone differ by {backends:.2e}; \
+         half on each differs from all on cpu by {two_ranks:.2e}",
+        crate::common::GPU
     );
     assert!(moved > 1e-1, "{moved}");
     // Half of the gradient from each backend: within the backends' own disagreement (a rank

@@ -30,6 +30,15 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The GPU backend the tests compare on Mesa's lavapipe (or a real GPU): WGSL through wgpu, or,
+/// in a build with feature `vulkan`, kernels compiled to SPIR-V (CI runs the fidelity tests both
+/// ways).
+pub const GPU: BackendKind = if cfg!(feature = "vulkan") {
+    BackendKind::Vulkan
+} else {
+    BackendKind::Wgpu
+};
+
 pub fn device(kind: BackendKind) -> Device {
     kind.device().unwrap_or_else(|e| panic!("{e}"))
 }
