@@ -35,6 +35,10 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// How far batches are padded beyond their longest row.
     pub shape: BatchShape,
+    /// Leave out a shard's last, partial batch where the shard has a full one (the reference
+    /// pretraining's `drop_remainder`): a GPU compiles and tunes kernels for every new row
+    /// count, and each shard's remainder is one. The rows left out differ every epoch.
+    pub drop_remainder: bool,
 }
 
 /// Padding beyond what a batch needs. GPU backends compile (and tune) kernels for every new
@@ -220,6 +224,10 @@ fn shard_batches(
         let rest = rows.split_off(per_batch.min(rows.len()));
         batches.push(std::mem::replace(&mut rows, rest));
     }
+    // A shard smaller than one batch stays: dropping it could leave a rank nothing to read.
+    if config.drop_remainder && batches.len() > 1 && batches[batches.len() - 1].len() < per_batch {
+        batches.pop();
+    }
     batches
 }
 
@@ -374,6 +382,7 @@ mod tests {
             dynamic_masking: None,
             prefetch: 2,
             shape: BatchShape::EXACT,
+            drop_remainder: false,
         }
     }
 
@@ -559,5 +568,32 @@ mod tests {
                 b.seq_len
             );
         }
+    }
+
+    #[test]
+    fn drop_remainder_leaves_full_batches_and_keeps_shards_smaller_than_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = shards(dir.path());
+        let mut c = config(0, 1);
+        c.batch_size = 7;
+        let mut kept = 0;
+        for shard in set.shards() {
+            let rows = set.read_shard(shard).unwrap();
+            let n = rows.len();
+            let all = shard_batches(rows.clone(), 0, 0, &c, shard.max_length);
+            c.drop_remainder = true;
+            let full = shard_batches(rows, 0, 0, &c, shard.max_length);
+            c.drop_remainder = false;
+            if n >= 7 {
+                assert!(full.iter().all(|b| b.len() == 7), "shard of {n} rows");
+                assert_eq!(full.len(), n / 7);
+                kept += 1;
+            } else {
+                assert_eq!(full, all, "a shard of {n} rows is kept whole");
+            }
+            // The same rows in the same order, less the remainder.
+            assert_eq!(full[..], all[..full.len()]);
+        }
+        assert!(kept > 0, "no shard had a full batch: the test has no teeth");
     }
 }

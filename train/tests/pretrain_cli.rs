@@ -77,6 +77,7 @@ fn help_has_an_example_the_flags_and_the_subcommands() {
         "--dtype",
         "--use-avg-len",
         "--dynamic-masking",
+        "--drop-remainder",
         "--data-eval",
         "--ckpt-dir",
         "--ckpt-interval",

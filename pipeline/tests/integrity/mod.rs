@@ -110,6 +110,7 @@ fn every_byte_flip_of_a_shard_or_its_manifest_is_a_clear_error() {
         dynamic_masking: None,
         prefetch: 1,
         shape: BatchShape::EXACT,
+        drop_remainder: false,
     };
     let first_batch = || -> Result<usize, String> {
         let set = ShardSet::open(&dir).map_err(|e| format!("{e:#}"))?;

@@ -103,6 +103,11 @@ struct Args {
     /// Default: 32 on GPU backends, 1 (each batch as long as its longest row) on the CPU.
     #[arg(long, alias = "pad_to_multiple_of")]
     pad_to_multiple_of: Option<usize>,
+    /// Leave out each shard's last, partial batch, so that every batch has --batch-size rows
+    /// (GPU backends compile kernels for every new row count; the reference pretraining drops it
+    /// too). The rows left out differ every epoch. Default: true on GPU backends, false on the CPU.
+    #[arg(long, alias = "drop_remainder", value_name = "BOOL")]
+    drop_remainder: Option<bool>,
     /// Shards to evaluate the final model on (losses and accuracies).
     #[arg(long, alias = "data_eval")]
     data_eval: Option<PathBuf>,
@@ -184,6 +189,7 @@ fn run(args: Args, job: &dyn Collective) -> Result<()> {
     config.use_avg_len = args.use_avg_len;
     config.dynamic_masking = args.dynamic_masking;
     config.pad_to_multiple_of = args.pad_to_multiple_of;
+    config.drop_remainder = args.drop_remainder;
     config.data_eval = args.data_eval;
     config.batch_size_eval = args.batch_size_eval;
     config.ckpt_dir = args.ckpt_dir;

@@ -37,6 +37,9 @@ pub struct PretrainConfig {
     /// ([`BackendKind::default_pad_multiple`]). Padding is masked, so like the backend it may
     /// change between a run and its resumption.
     pub pad_to_multiple_of: Option<usize>,
+    /// Leave out each shard's last, partial batch (`LoaderConfig::drop_remainder`); `None`: on
+    /// GPU backends only, where a new row count means new kernels.
+    pub drop_remainder: Option<bool>,
     pub ckpt_dir: PathBuf,
     pub ckpt_interval: u64,
     /// Checkpoints kept (the oldest is deleted once a new one is complete).
@@ -65,6 +68,12 @@ impl PretrainConfig {
         self.backend.pad_multiple(self.pad_to_multiple_of)
     }
 
+    /// `--drop-remainder`, or the backend's default: yes on GPU backends, no on the CPU.
+    pub fn drop_remainder(&self) -> bool {
+        self.drop_remainder
+            .unwrap_or(self.backend != BackendKind::Cpu)
+    }
+
     /// GluonNLP's defaults for everything but the shards.
     pub fn new(shards: PathBuf) -> Self {
         Self {
@@ -88,6 +97,7 @@ impl PretrainConfig {
             log_interval: 250,
             seed: 0,
             pad_to_multiple_of: None,
+            drop_remainder: None,
             backend: BackendKind::Cpu,
             gpus: vec![0],
             dtype: Precision::Float32,

@@ -43,6 +43,8 @@ pub fn evaluate(
         dynamic_masking: None,
         prefetch: 2,
         shape: BatchShape::padded(pad_multiple, set.manifest().config.max_predictions_per_seq),
+        // Evaluation reads every row.
+        drop_remainder: false,
     };
     let (mut mlm_loss, mut mlm_correct, mut mlm_weight) = (0.0, 0.0, 0.0);
     let (mut nsp_loss, mut nsp_correct, mut sequences) = (0.0, 0.0, 0u64);

@@ -458,6 +458,7 @@ pub fn train_in(
                 config.pad_multiple(),
                 manifest.config.max_predictions_per_seq,
             ),
+            drop_remainder: config.drop_remainder(),
         };
         let loader = ShardSet::open(&config.shards)
             .and_then(|set| BatchLoader::new(set, loader_config, position));
