@@ -146,6 +146,10 @@ impl BackendKind {
                 self
             )));
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        if self != Self::Cpu {
+            crate::kernel_cache::install();
+        }
         match self {
             #[cfg(feature = "cpu")]
             Self::Cpu => Ok(Device::flex()),

@@ -13,6 +13,7 @@
 //!   inference, as a server's `/predict` runs it.
 //! - [`backend`]: `--backend auto|cpu|wgpu|vulkan|cuda` at run time.
 //! - [`precision`]: `--dtype float32|float16|bfloat16`, the cast of a model to it.
+//! - [`kernel_cache`]: where GPU kernels and autotune results are kept between runs.
 //! - [`error`]: what can be wrong with a checkpoint, a config or an input.
 //!
 //! The crate builds for `wasm32-unknown-unknown` as well as natively. What needs an operating
@@ -27,6 +28,8 @@ pub mod checkpoint;
 pub mod classify;
 pub mod embed;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod kernel_cache;
 pub mod kernels;
 pub mod mask;
 pub mod modules;

@@ -16,10 +16,11 @@
 #
 # Environment: EMBED_BATCHES ("32 128"), EMBED_DTYPES ("float32 float16"), PRETRAIN_BATCH (128), PRETRAIN_STEPS (30: the first
 # 10 are warm-up), PRETRAIN_DTYPES ("float16 float32"), BACKEND (vulkan), DEADLINE (seconds
-# from the start, 480), RUN_CAP (seconds one run may take), PY (python3). Each run is cut at the
-# deadline; what finished is printed.
+# from the start, 480), RUN_CAP (seconds one run may take), PY (python3), BERT_KERNEL_CACHE
+# (OUT_DIR/kernels: a new OUT_DIR measures cold starts, the same one again warm ones). Each run is
+# cut at the deadline; what finished is printed.
 set -u
-[ $# -eq 5 ] || { sed -n 2,22p "$0"; exit 2; }
+[ $# -eq 5 ] || { sed -n 2,21p "$0"; exit 2; }
 BIN=$1 MODEL=$2 TSV=$3 SHARDS=$4 OUT=$5
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PY:-python3} BACKEND=${BACKEND:-vulkan} DEADLINE=${DEADLINE:-480}
@@ -27,6 +28,7 @@ EMBED_BATCHES=${EMBED_BATCHES:-32 128} EMBED_DTYPES=${EMBED_DTYPES:-float32 floa
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-128}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-30} PRETRAIN_DTYPES=${PRETRAIN_DTYPES:-float16 float32}
 mkdir -p "$OUT"
+export BERT_KERNEL_CACHE=${BERT_KERNEL_CACHE:-$OUT/kernels}
 END=$(($(date +%s) + DEADLINE))
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"

@@ -16,6 +16,8 @@ mod finetune_reference;
 mod finetune_resume;
 mod hf_roundtrip;
 mod hub_models;
+#[cfg(feature = "kernel-cache")]
+mod kernel_cache;
 mod minilm_fidelity;
 mod pretrain_cli;
 mod pretrain_memorise;
