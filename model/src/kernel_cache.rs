@@ -103,7 +103,7 @@ fn apply(cache: &KernelCache) -> Result<Option<alloc::string::String>, alloc::st
 
     // What cubecl would have loaded by itself (cubecl.toml, CUBECL_*), with the cache added.
     let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
-    match cache {
+    let line = match cache {
         KernelCache::Off => {
             config.compilation.cache = false;
             config.autotune.disable_cache = true;
@@ -114,6 +114,7 @@ fn apply(cache: &KernelCache) -> Result<Option<alloc::string::String>, alloc::st
             if matches!(config.environment.path, CacheConfig::Target) {
                 config.environment.path = CacheConfig::Directory(default_dir(env_var));
             }
+            None
         }
         KernelCache::Dir { path, explicit } => {
             config.compilation.cache = true;
@@ -125,14 +126,11 @@ fn apply(cache: &KernelCache) -> Result<Option<alloc::string::String>, alloc::st
             // cubecl keeps a record of every session by default: a cache that grows each run.
             let records = &mut config.environment.records;
             records.keep_sessions = records.keep_sessions.or(Some(KEEP_SESSIONS));
+            Some(alloc::format!(
+                "kernel cache: {} ({ENV_VAR}=DIR moves it, =off disables it)",
+                config.environment.path.root().display()
+            ))
         }
-    }
-    let line = match cache {
-        KernelCache::Off => None,
-        KernelCache::Dir { .. } => Some(alloc::format!(
-            "kernel cache: {} ({ENV_VAR}=DIR moves it, =off disables it)",
-            config.environment.path.root().display()
-        )),
     };
     if CubeClRuntimeConfig::try_set(config) {
         Ok(line)

@@ -574,16 +574,20 @@ mod tests {
     fn drop_remainder_leaves_full_batches_and_keeps_shards_smaller_than_one() {
         let dir = tempfile::tempdir().unwrap();
         let set = shards(dir.path());
-        let mut c = config(0, 1);
-        c.batch_size = 7;
+        let keep = LoaderConfig {
+            batch_size: 7,
+            ..config(0, 1)
+        };
+        let drop = LoaderConfig {
+            drop_remainder: true,
+            ..keep.clone()
+        };
         let mut kept = 0;
         for shard in set.shards() {
             let rows = set.read_shard(shard).unwrap();
             let n = rows.len();
-            let all = shard_batches(rows.clone(), 0, 0, &c, shard.max_length);
-            c.drop_remainder = true;
-            let full = shard_batches(rows, 0, 0, &c, shard.max_length);
-            c.drop_remainder = false;
+            let all = shard_batches(rows.clone(), 0, 0, &keep, shard.max_length);
+            let full = shard_batches(rows, 0, 0, &drop, shard.max_length);
             if n >= 7 {
                 assert!(full.iter().all(|b| b.len() == 7), "shard of {n} rows");
                 assert_eq!(full.len(), n / 7);

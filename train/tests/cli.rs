@@ -2,25 +2,8 @@
 //! sentence-transformers files, and clear errors for bad input.
 
 use std::path::Path;
-use std::process::Output;
 
 use crate::common::*;
-
-fn json_rows(out: &Output) -> Vec<serde_json::Value> {
-    assert!(out.status.success(), "bert-embed failed:\n{}", stderr(out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
 
 fn minilm() -> String {
     minilm_dir().display().to_string()

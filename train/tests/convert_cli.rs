@@ -77,20 +77,11 @@ fn float16_copy_is_half_the_size_and_embeds_like_float32() {
         .args(&args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_rows(&out);
     assert_eq!(rows.len(), sentences.len());
     let mut worst = 1.0f32;
     for (row, expected) in rows.iter().zip(flat.chunks(384)) {
-        let ours: Vec<f32> = row["sentence_embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let ours = floats(&row["sentence_embedding"]);
         worst = worst.min(cosine(&ours, expected));
         assert!(max_abs_diff(&ours, expected) < 5e-3);
     }

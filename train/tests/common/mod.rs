@@ -39,6 +39,24 @@ pub const GPU: BackendKind = if cfg!(feature = "vulkan") {
     BackendKind::Wgpu
 };
 
+/// The rows of a successful `bert-embed --format json` (one JSON object per line).
+pub fn json_rows(out: &Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "bert-embed failed:\n{}", stderr(out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A JSON array of numbers.
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
 pub fn device(kind: BackendKind) -> Device {
     kind.device().unwrap_or_else(|e| panic!("{e}"))
 }
